@@ -1,0 +1,72 @@
+"""Defaults every task shares, and the parsing of `configs/<task>.py:ARG` variants.
+
+A task config starts from `base_config()` and adds its own `model`, `data` and `optim`
+keys. Command-line overrides (`--config.train.steps=100`) can only change keys that exist:
+launch.py locks the config, so a misspelt key stops the run with its name.
+"""
+
+import os
+
+import ml_collections
+
+
+def default_data_dir() -> str:
+  """Where datasets are built and read: $GEOPOSE_DATA_DIR, else the user's data folder."""
+  if os.environ.get("GEOPOSE_DATA_DIR"):
+    return os.environ["GEOPOSE_DATA_DIR"]
+  base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+  return os.path.join(base, "geopose_jax", "datasets")
+
+
+def base_config(task: str) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.task = task
+  config.seed = 0
+  # Another run's workdir (or a checkpoint folder in it) to start from; '' for none.
+  config.init_from = ""
+
+  config.train = ml_collections.ConfigDict()
+  config.train.steps = 10_000
+  config.train.batch_size = 32          # global, over all devices of all hosts
+  config.train.log_every = 50           # metrics -> metrics.jsonl, TensorBoard, progress bar
+  config.train.eval_every = 1_000       # 0: evaluate only at the end
+  config.train.checkpoint_every = 1_000
+  config.train.keep_checkpoints = 3
+  config.train.viz_every = 0            # 0: draw only at the end
+  config.train.progress_bar = True
+
+  config.data = ml_collections.ConfigDict()
+  config.data.data_dir = default_data_dir()
+  config.data.num_workers = 0           # Grain worker processes (0: decode in the main process)
+  config.data.prefetch = 2              # batches each worker keeps ready
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 64
+  config.eval.max_examples = 0          # 0: the whole split
+
+  config.viz = ml_collections.ConfigDict()
+  config.viz.num_examples = 4
+  config.viz.interactive = False
+  return config
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses `configs/x.py:ARG`: `demo`, `h36m`, or `key=value,key2=value2` pairs.
+
+  Each name in `defaults` is a recognised variant flag (default False) or a keyword with a
+  default value; a bare word sets that flag to True. Unknown words fail with their name.
+  """
+  parsed = ml_collections.ConfigDict(dict(defaults))
+  for word in (arg or "").split(","):
+    word = word.strip()
+    if not word:
+      continue
+    key, _, value = word.partition("=")
+    if key not in parsed:
+      raise ValueError(f"unknown config variant {key!r}; known: {sorted(parsed.keys())}")
+    if not value:
+      parsed[key] = True
+    else:
+      kind = type(parsed[key])
+      parsed[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+  return parsed

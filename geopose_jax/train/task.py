@@ -1,0 +1,87 @@
+"""The contract between a task (nvs, lifter, ...) and the generic training loop.
+
+A task module `geopose_jax/tasks/<name>.py` exposes
+
+    def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task
+
+and everything else about the task (models, losses, data) stays inside it. The loop in
+`geopose_jax.train.loop` owns the rest: jitting, sharding, checkpoints, logging, progress,
+evaluation cadence, resuming.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Callable, Iterable, Mapping
+
+import jax
+import numpy as np
+
+PyTree = Any
+Batch = Mapping[str, np.ndarray]
+Metrics = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+  """Where the run happens: the device mesh and the shardings a task needs.
+
+  Attributes:
+    mesh: a mesh with one axis, `data`, over every device of every host.
+    data_sharding: shards the leading (batch) axis over `data`.
+    replicated: the same value on every device (parameters, optimizer state).
+    workdir: the run's output folder (checkpoints, metrics, eval/, viz/).
+    process_index, process_count: this host and the number of hosts; each host
+      reads its own shard of the data and feeds `global_batch / process_count` items.
+  """
+  mesh: jax.sharding.Mesh
+  data_sharding: jax.sharding.NamedSharding
+  replicated: jax.sharding.NamedSharding
+  workdir: pathlib.Path
+  process_index: int
+  process_count: int
+
+  def local_batch_size(self, global_batch_size: int) -> int:
+    """Items this host feeds per step; the global batch must split evenly over devices."""
+    num_devices = self.mesh.devices.size
+    if global_batch_size % num_devices:
+      raise ValueError(
+          f"batch size {global_batch_size} does not split over {num_devices} devices; "
+          f"set --config.train.batch_size to a multiple of {num_devices}")
+    return global_batch_size // self.process_count
+
+  def shard_batch(self, batch: Batch) -> PyTree:
+    """Process-local numpy batch -> global jax.Arrays sharded over `data`."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.data_sharding, np.asarray(x)),
+        dict(batch))
+
+
+@dataclasses.dataclass
+class Task:
+  """What a task hands to the loop.
+
+  Attributes:
+    init: rng -> initial train state (any pytree of arrays). Called under `jax.jit` with
+      replicated output; must be pure. A task that starts from another run's checkpoint
+      (`config.init_from`) loads it inside `build` and closes over it here.
+    train_step: (state, batch, rng) -> (state, metrics). Pure; the loop jits it once with
+      the state donated, the batch sharded over `data`. `metrics` is a flat dict of scalars
+      and must contain `loss` (checked for NaN/Inf).
+    train_data: an iterable of process-local numpy batches whose iterator supports
+      `get_state()` / `set_state()` (a `grain.DataLoader`), so a resumed run sees the same
+      data order.
+    evaluate: (state, split) -> metrics dict, run on every process; scalars are logged, the
+      whole dict (per-action tables included) is written to `workdir/eval/<split>.json`
+      and `.md`. None if the task has no evaluation.
+    eval_splits: the splits `evaluate` is called with.
+    visualize: (state, out_dir, step) -> {name: HxWx3 uint8 image} for TensorBoard; also
+      writes its PNG/GIF files into `out_dir`. None if the task draws nothing.
+  """
+  init: Callable[[jax.Array], PyTree]
+  train_step: Callable[[PyTree, PyTree, jax.Array], tuple[PyTree, Metrics]]
+  train_data: Iterable[Batch]
+  evaluate: Callable[[PyTree, str], Metrics] | None = None
+  eval_splits: tuple[str, ...] = ("test",)
+  visualize: Callable[[PyTree, pathlib.Path, int], Mapping[str, np.ndarray]] | None = None
