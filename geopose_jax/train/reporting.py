@@ -1,0 +1,77 @@
+"""Evaluation results on disk and on screen: `eval/<split>.json`, `.md`, and a printed table.
+
+Results are the dicts a task's `evaluate` returns: top-level metrics (numbers), optionally
+`num_frames`, and `per_action` = {action: {metric: value, "num_frames": n}}.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import pathlib
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def _plain(value: Any) -> Any:
+  """numpy scalars/arrays -> JSON-friendly Python values."""
+  if isinstance(value, Mapping):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+def scalars(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+  """The top-level numeric entries of `results`, for TensorBoard and metrics.jsonl."""
+  return {f"{prefix}{k}": float(v) for k, v in results.items()
+          if isinstance(v, (numbers.Number, np.generic)) and not isinstance(v, bool)}
+
+
+def as_markdown(results: Mapping[str, Any], title: str = "") -> str:
+  """A markdown table: one row per action (when present), then the overall row."""
+  metric_names = [k for k in scalars(results) if k != "num_frames"]
+  per_action = results.get("per_action") or {}
+  header = ["action"] + metric_names + ["frames"]
+  lines = [f"### {title}"] if title else []
+  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+  def row(name, values):
+    cells = [name] + [_fmt(values.get(m)) for m in metric_names] + [_fmt(values.get("num_frames"))]
+    return "| " + " | ".join(cells) + " |"
+
+  for action in sorted(per_action):
+    lines.append(row(action, per_action[action]))
+  lines.append(row("**all**", results))
+  return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+  if value is None:
+    return ""
+  if isinstance(value, (int, np.integer)):
+    return str(int(value))
+  return f"{float(value):.4g}" if abs(float(value)) < 1 else f"{float(value):.1f}"
+
+
+def write_eval(workdir: str | os.PathLike, split: str, results: Mapping[str, Any],
+               step: int) -> list[pathlib.Path]:
+  """Writes `workdir/eval/<split>.json` and `.md` (atomically: temp file, then rename)."""
+  eval_dir = pathlib.Path(workdir) / "eval"
+  eval_dir.mkdir(parents=True, exist_ok=True)
+  payload = {"step": int(step), **_plain(dict(results))}
+  paths = []
+  for suffix, text in ((".json", json.dumps(payload, indent=2)),
+                       (".md", as_markdown(results, title=f"{split} (step {step})") + "\n")):
+    path = eval_dir / f"{split}{suffix}"
+    tmp = path.with_suffix(suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    paths.append(path)
+  return paths
