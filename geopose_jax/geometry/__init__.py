@@ -30,3 +30,4 @@ from geopose_jax.geometry.rotations import (
     rotation_6d_to_matrix,
     rotation_about_axis,
 )
+from geopose_jax.geometry.procrustes import procrustes_align, similarity_transform
