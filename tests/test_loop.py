@@ -167,3 +167,20 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
   assert_trees_equal(final_params(tmp_path / "killed")[0], final_params(tmp_path / "straight")[0])
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+  proc = _launch(["--config=configs/toy.py", "--config.train.steps=100000",
+                  "--config.train.checkpoint_every=50", "--config.train.eval_every=0",
+                  "--config.train.progress_bar=False", f"--workdir={tmp_path}"])
+  deadline = time.time() + 120
+  while not (tmp_path / "checkpoints" / "50").is_dir() and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.3)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert "Interrupted at step" in out, out
+  interrupted_at = int(out.split("Interrupted at step ")[1].split(";")[0])
+  state, step = checkpoint_lib.load_state_dict(tmp_path)
+  assert step == interrupted_at > 50
