@@ -6,7 +6,7 @@ runs on the host) and on JAX arrays (returning JAX arrays, jit-able).
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ PCK_THRESHOLD_MM = 150.0
 AUC_THRESHOLDS_MM = tuple(5.0 * i for i in range(31))
 
 
-def _root_relative(xp, pose, root):
+def _root_relative(pose, root):
   if root is None:
     return pose
   return pose - pose[..., root:root + 1, :]
@@ -40,7 +40,7 @@ def joint_errors(pred, target, root: int | None = 0):
   xp = namespace(pred, target)
   pred, target = as_float_array(xp, pred), as_float_array(xp, target)
   _check_shapes(pred, target)
-  diff = _root_relative(xp, pred, root) - _root_relative(xp, target, root)
+  diff = _root_relative(pred, root) - _root_relative(target, root)
   return xp.sqrt(xp.sum(diff * diff, axis=-1))
 
 
@@ -69,7 +69,7 @@ def n_mpjpe(pred, target, root: int | None = 0, exclude_root_from_mean: bool = T
   xp = namespace(pred, target)
   pred, target = as_float_array(xp, pred), as_float_array(xp, target)
   _check_shapes(pred, target)
-  p, g = _root_relative(xp, pred, root), _root_relative(xp, target, root)
+  p, g = _root_relative(pred, root), _root_relative(target, root)
   scale = xp.sum(p * g, axis=(-2, -1)) / xp.maximum(xp.sum(p * p, axis=(-2, -1)), 1e-12)
   diff = scale[..., None, None] * p - g
   error = xp.mean(xp.sqrt(xp.sum(diff * diff, axis=-1)), axis=-1)
@@ -90,17 +90,29 @@ def pa_mpjpe(pred, target):
   return xp.mean(joint_errors(aligned, target, root=None), axis=-1)
 
 
-def pck(pred, target, threshold: float = PCK_THRESHOLD_MM, root: int | None = 0):
-  """Percentage of joints whose root-relative error is below `threshold`, (...,) in [0, 100]."""
-  xp = namespace(pred, target)
+def _selected_errors(pred, target, root, joints):
   errors = joint_errors(pred, target, root)
+  return errors if joints is None else errors[..., list(joints)]
+
+
+def pck(pred, target, threshold: float = PCK_THRESHOLD_MM, root: int | None = 0,
+        joints: Sequence[int] | None = None):
+  """Percentage of joints whose root-relative error is below `threshold`, (...,) in [0, 100].
+
+  As MPI-INF-3DHP's evaluation code, "below" is strict (error < threshold). All J joints
+  count unless `joints` selects some (e.g. to leave out the root, whose error is zero after
+  centring).
+  """
+  xp = namespace(pred, target)
+  errors = _selected_errors(pred, target, root, joints)
   return 100.0 * xp.mean((errors < threshold).astype(errors.dtype), axis=-1)
 
 
-def auc(pred, target, thresholds=AUC_THRESHOLDS_MM, root: int | None = 0):
-  """Area under the PCK curve: mean PCK over `thresholds` (0..150 mm, 31 steps), (...,) %."""
+def auc(pred, target, thresholds=AUC_THRESHOLDS_MM, root: int | None = 0,
+        joints: Sequence[int] | None = None):
+  """Area under the PCK curve: mean PCK over `thresholds` (0, 5, ..., 150 mm), (...,) in %."""
   xp = namespace(pred, target)
-  errors = joint_errors(pred, target, root)
+  errors = _selected_errors(pred, target, root, joints)
   thresholds = xp.asarray(thresholds, dtype=errors.dtype)
   below = (errors[..., None] < thresholds).astype(errors.dtype)  # (..., J, T)
   return 100.0 * xp.mean(below, axis=(-2, -1))

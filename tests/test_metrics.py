@@ -107,6 +107,9 @@ def test_pck_and_auc_worked_example():
   # the 10 thresholds 105..150, the others never.
   assert len(metrics.AUC_THRESHOLDS_MM) == 31 and metrics.AUC_THRESHOLDS_MM[-1] == 150.0
   assert math.isclose(metrics.auc(pred, target), 100 * (30 + 10) / (4 * 31))
+  # Leaving out the root.
+  assert math.isclose(metrics.pck(pred, target, joints=[1, 2, 3]), 100 / 3)
+  assert math.isclose(metrics.auc(pred, target, joints=[1, 2, 3]), 100 * 10 / (3 * 31))
 
 
 def test_shape_mismatch_is_an_error():
