@@ -95,3 +95,9 @@ def test_lifter_block_count(num_blocks):
   model = lifter_lib.Lifter(features=8, num_blocks=num_blocks)
   params = model.init(jax.random.key(0), jnp.zeros((2, 17, 2)))["params"]
   assert sum(k.startswith("ResidualBlock") for k in params) == num_blocks
+
+
+def test_normalisation_gradient_is_finite_at_the_root():
+  grads = jax.grad(lambda p: jnp.sum(lifter_lib.normalize_pose_2d(p, C) ** 2))(
+      jnp.asarray(_random_poses(6)))
+  assert np.all(np.isfinite(np.asarray(grads)))

@@ -46,10 +46,17 @@ def normalize_pose_2d(pose_2d: jax.Array, depth_offset: float = 10.0,
     (..., J, 2) normalised pose.
   """
   centred = pose_2d - pose_2d[..., root:root + 1, :]
-  dist = jnp.linalg.norm(centred, axis=-1)                            # (..., J)
+  dist = safe_norm(centred)                                           # (..., J)
   num_others = pose_2d.shape[-2] - 1
   mean_dist = jnp.sum(dist, axis=-1, keepdims=True) / num_others       # (..., 1)
   return centred / (depth_offset * jnp.maximum(mean_dist, eps))[..., None]
+
+
+def safe_norm(v: jax.Array) -> jax.Array:
+  """(..., D) -> (...,) Euclidean norm whose gradient at the zero vector is 0, not NaN."""
+  sq = jnp.sum(jnp.square(v), axis=-1)
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
 def depth_from_offsets(offsets: jax.Array, depth_offset: float = 10.0) -> jax.Array:

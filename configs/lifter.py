@@ -1,0 +1,86 @@
+r"""Self-supervised 2D -> 3D lifter (Chen et al. CVPR 2019).
+
+    python launch.py --config=configs/lifter.py                   # paper-sized, synthetic data
+    python launch.py --config=configs/lifter.py:demo              # minutes on a 2-core CPU
+    python launch.py --config=configs/lifter.py:demo,supervised   # same lifter from 3D labels
+    python launch.py --config=configs/lifter.py:wgan              # WGAN-GP instead of BCE
+    python launch.py --config=configs/lifter.py --workdir=runs/l --mode=eval \
+        --config.data.npz_2d=data_2d_h36m_gt.npz --config.data.npz_3d=data_3d_h36m.npz
+
+Variants (combine with commas): demo, supervised, wgan.
+"""
+
+import math
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = common.parse_arg(arg, demo=False, supervised=False, wgan=False)
+  config = common.base_config("lifter")
+  config.supervised = bool(variant.supervised)   # the 3D-labelled reference
+
+  config.model = ml_collections.ConfigDict()
+  config.model.features = 1024
+  config.model.num_blocks = 4
+  config.model.dropout = 0.5
+  config.model.depth_offset = 10.0             # c: 2D scaled to mean root distance 1/c
+
+  config.disc = ml_collections.ConfigDict()    # pose and temporal discriminators
+  config.disc.features = 1024
+  config.disc.num_blocks = 3
+  config.disc.dropout = 0.0                    # the unofficial code uses 0.5
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.gan = "wgan_gp" if variant.wgan else "standard"
+  config.loss.adv = 1.0
+  config.loss.cycle_2d = 10.0
+  config.loss.cycle_3d = 0.001
+  config.loss.temporal = 1.0
+  config.loss.gp = 10.0                        # WGAN-GP lambda
+
+  config.rotation = ml_collections.ConfigDict()
+  config.rotation.azimuth_range = (-math.pi, math.pi)
+  config.rotation.elevation_range = (-math.pi / 9, math.pi / 9)
+  config.rotation.vertical_axis = "y"          # camera y (down) is vertical in H36M cameras
+  config.rotation.pivot = "root"               # 'root' (lifted root) or 'fixed' ((0, 0, c))
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lifter_lr = 1e-4
+  config.optim.disc_lr = 1e-4
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+
+  config.train.batch_size = 1024
+  config.train.steps = 100_000
+  config.train.gan_update = "joint"            # 'joint' or 'alternate' (D on even, L on odd)
+  config.train.eval_every = 5_000
+  config.train.checkpoint_every = 5_000
+
+  config.data.name = "h36m_poses"
+  config.data.builder_config = ""              # '' = the dataset's default (synthetic)
+  config.data.npz_2d = ""                      # VideoPose3D-format .npz files to evaluate on
+  config.data.npz_3d = ""
+  config.data.train_subjects = ("S1", "S5", "S6", "S7", "S8")
+  config.data.test_subjects = ("S9", "S11")
+  config.data.frame_step = 1                   # gap between a frame and its "next" frame
+
+  config.eval.batch_size = 1024
+  config.viz.num_examples = 4
+
+  if variant.demo:
+    config.model.features = 256
+    config.model.num_blocks = 2
+    config.disc.features = 256
+    config.disc.num_blocks = 2
+    config.optim.lifter_lr = 1e-3
+    config.optim.disc_lr = 1e-3
+    config.train.batch_size = 256
+    config.train.steps = 1_500
+    config.train.log_every = 50
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
+    config.eval.max_examples = 4096
+  return config
