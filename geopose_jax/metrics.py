@@ -179,17 +179,28 @@ def h36m_protocol(errors: Mapping[str, Any], actions, decimals: int = 1) -> dict
   return result
 
 
+def _format_value(value: Any, decimals: int) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "-"
+  value = float(value)
+  # Millimetres read best at 0.1 mm; ratios and small losses need significant digits.
+  return f"{value:.{decimals}f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
 def format_table(result: Mapping[str, Any], decimals: int = 1) -> str:
-  """A `h36m_protocol` result as a Markdown table: one row per action, then the average."""
-  metrics = [k for k in result if k not in ("num_frames", "per_action")]
+  """A `h36m_protocol`-style result as a Markdown table: one row per action, then the average.
+
+  Only numeric top-level entries become columns; anything else (lists, nested dicts other
+  than `per_action`) is left out of the table.
+  """
+  metrics = [k for k, v in result.items() if k not in ("num_frames", "per_action")
+             and isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)]
   header = "| action | " + " | ".join(metrics) + " | frames |"
   rule = "|---|" + "---:|" * (len(metrics) + 1)
-  fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else (  # noqa: E731
-      f"{v:.{decimals}f}")
   lines = [header, rule]
   for action, entry in result.get("per_action", {}).items():
-    cells = [fmt(entry.get(m)) for m in metrics]
+    cells = [_format_value(entry.get(m), decimals) for m in metrics]
     lines.append(f"| {action} | " + " | ".join(cells) + f" | {entry.get('num_frames', '')} |")
-  cells = [fmt(result[m]) for m in metrics]
+  cells = [_format_value(result[m], decimals) for m in metrics]
   lines.append("| **average** | " + " | ".join(cells) + f" | {result.get('num_frames', '')} |")
   return "\n".join(lines) + "\n"

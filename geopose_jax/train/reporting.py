@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from geopose_jax import metrics
+
 
 def _plain(value: Any) -> Any:
   """numpy scalars/arrays -> JSON-friendly Python values."""
@@ -36,28 +38,8 @@ def scalars(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 def as_markdown(results: Mapping[str, Any], title: str = "") -> str:
   """A markdown table: one row per action (when present), then the overall row."""
-  metric_names = [k for k in scalars(results) if k != "num_frames"]
-  per_action = results.get("per_action") or {}
-  header = ["action"] + metric_names + ["frames"]
-  lines = [f"### {title}"] if title else []
-  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-
-  def row(name, values):
-    cells = [name] + [_fmt(values.get(m)) for m in metric_names] + [_fmt(values.get("num_frames"))]
-    return "| " + " | ".join(cells) + " |"
-
-  for action in sorted(per_action):
-    lines.append(row(action, per_action[action]))
-  lines.append(row("**all**", results))
-  return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-  if value is None:
-    return ""
-  if isinstance(value, (int, np.integer)):
-    return str(int(value))
-  return f"{float(value):.4g}" if abs(float(value)) < 1 else f"{float(value):.1f}"
+  table = metrics.format_table(results)
+  return f"### {title}\n\n{table}" if title else table
 
 
 def write_eval(workdir: str | os.PathLike, split: str, results: Mapping[str, Any],
