@@ -164,11 +164,11 @@ class FakeMultiview(tfds.core.GeneratorBasedBuilder):
     for number, (subject, action, sequence, num_frames) in enumerate(self.frames[split]):
       cameras = cameras_lib.load_h36m_cameras(subject)
       for frame in range(num_frames):
-        world = np.full((17, 3), float(frame), np.float32) + np.arange(17)[:, None]
+        world = (np.full((17, 3), float(frame)) + np.arange(17)[:, None]).astype(np.float32)
         images = [np.stack([np.full((size, size), v * 40), np.full((size, size), frame),
                             np.full((size, size), number)], -1).astype(np.uint8)
                   for v in range(4)]
-        mask = np.zeros((size, size, 1), np.uint8)
+        mask = np.zeros((size, size), np.uint8)
         mask[0, 0] = frame % 2 == 0
         yield f"{sequence}/{frame}", {
             "images": [_png(i) for i in images],

@@ -1,0 +1,304 @@
+"""Opening datasets (building them on first use) and the Grain plumbing all loaders share.
+
+Every loader in geopose_jax/data/ is a `grain.DataLoader` made by `make_loader`:
+- each process reads its own shard (`grain.sharding.ShardOptions` by process index/count);
+- transformations run in `config.data.num_workers` worker processes, each keeping
+  `config.data.prefetch` batches ready;
+- its iterators have `get_state()` / `set_state()`, which the training loop checkpoints
+  with Orbax (`grain.checkpoint`), so a resumed run sees the same data order;
+- a finite pass (`num_epochs` set) is padded to whole batches on every process, the same
+  number of batches everywhere, and marks real items with `valid` (B,) bool; an endless
+  stream (`num_epochs=None`) never ends, so it is neither padded nor marked.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import math
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import grain
+import ml_collections
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+
+Record = dict[str, Any]
+_ENCODED_IMAGE = "encoded_image"
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def dataset_name(data_config: ml_collections.ConfigDict) -> str:
+  """'name' or 'name/builder_config' from `config.data.name` (+ `config.data.builder_config`)."""
+  name = str(data_config.name)
+  builder_config = str(data_config.get("builder_config", "") or "")
+  if builder_config and "/" not in name:
+    name = f"{name}/{builder_config}"
+  return name
+
+
+def _data_dir(data_config) -> str:
+  return os.path.expanduser(os.fspath(data_config.data_dir))
+
+
+def _prepared(name: str, data_dir: str) -> tfds.core.DatasetBuilder | None:
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except (tfds.core.DatasetNotFoundError, ValueError, FileNotFoundError):
+    return None
+  return builder if builder.is_prepared() else None
+
+
+def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The prepared builder of `config.data.name`, building the dataset first if needed.
+
+  `h36m_poses` honours `config.data.npz_3d` / `npz_2d` (VideoPose3D-format files given by
+  path) and `config.data.manual_dir` (licence-gated sources). Other datasets are built by
+  the registry in data_prep/build.py.
+  """
+  name, data_dir = dataset_name(data_config), _data_dir(data_config)
+  dataset = name.partition("/")[0]
+  manual_dir = str(data_config.get("manual_dir", "") or "") or None
+  if dataset == "h36m_poses":
+    from data_prep import h36m_poses  # pylint: disable=g-import-not-at-top
+    return h36m_poses.ensure_built(
+        name, data_dir, manual_dir=manual_dir,
+        npz_3d=str(data_config.get("npz_3d", "") or ""),
+        npz_2d=str(data_config.get("npz_2d", "") or ""))
+  builder = _prepared(name, data_dir)
+  if builder is not None:
+    return builder
+  try:
+    from data_prep import build  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise FileNotFoundError(
+        f"dataset {name!r} is not in {data_dir} and no builder registry could be imported "
+        f"({error}); build it first or fix config.data.data_dir") from error
+  kwargs = {"manual_dir": manual_dir} if manual_dir else {}
+  build.ensure_built(name, data_dir, **kwargs)
+  builder = _prepared(name, data_dir)
+  if builder is None:
+    raise FileNotFoundError(f"dataset {name!r} was built but cannot be read from {data_dir}")
+  return builder
+
+
+def split_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
+  return tuple(builder.info.splits.keys())
+
+
+def check_split(builder: tfds.core.DatasetBuilder, split: str) -> None:
+  if split not in builder.info.splits:
+    raise ValueError(f"dataset {builder.name}/{builder.builder_config.name if builder.builder_config else ''} "
+                     f"has no split {split!r}; it has {split_names(builder)}")
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def _image_features(features: tfds.features.FeaturesDict) -> set[str]:
+  """Top-level keys whose values are (sequences of) encoded images."""
+  names = set()
+  for key, feature in features.items():
+    inner = feature.feature if isinstance(feature, tfds.features.Sequence) else feature
+    if isinstance(inner, tfds.features.Image):
+      names.add(key)
+  return names
+
+
+class RecordReader:
+  """Random access to one split's records, with images left encoded until asked for.
+
+  Picklable: a Grain worker process reopens the files itself. `parse(i)` decodes every
+  feature but images (kept as PNG/JPEG bytes; `decode_image` turns one into an array) and
+  turns text into `str`.
+  """
+
+  def __init__(self, builder_dir: str, split: str):
+    self.builder_dir = os.fspath(builder_dir)
+    self.split = split
+    self._opened = None
+
+  def __getstate__(self):
+    return {"builder_dir": self.builder_dir, "split": self.split, "_opened": None}
+
+  def _open(self):
+    if self._opened is None:
+      builder = tfds.builder_from_directory(self.builder_dir)
+      check_split(builder, self.split)
+      source = builder.as_data_source(self.split)
+      features = builder.info.features
+      self._opened = (source, features, _image_features(features))
+    return self._opened
+
+  def __len__(self) -> int:
+    return len(self._open()[0])
+
+  def parse(self, index: int) -> Record:
+    source, features, images = self._open()
+    try:
+      raw = source.data_source[int(index)]
+      parsed = features._example_parser_np.parse_example(raw)  # pylint: disable=protected-access
+      record = {}
+      for key, value in parsed.items():
+        if key in images:
+          record[key] = value
+        else:
+          record[key] = _to_str(features[key].decode_example_np(value))
+    except Exception as error:
+      raise ValueError(f"{self.builder_dir} [{self.split}] record {index}: cannot be read "
+                       f"({type(error).__name__}: {error}); the dataset files are damaged, "
+                       "delete the folder and build it again") from error
+    return record
+
+
+def _to_str(value):
+  if isinstance(value, bytes):
+    return value.decode("utf-8")
+  if isinstance(value, dict):
+    return {k: _to_str(v) for k, v in value.items()}
+  return value
+
+
+def reader_for(builder: tfds.core.DatasetBuilder, split: str) -> RecordReader:
+  check_split(builder, split)
+  return RecordReader(os.fspath(builder.data_dir), split)
+
+
+def decode_image(value) -> np.ndarray:
+  """Encoded image bytes (or an already decoded array) -> (H, W[, C]) uint8."""
+  if isinstance(value, (bytes, np.bytes_)):
+    with PIL.Image.open(io.BytesIO(value)) as image:
+      return np.asarray(image)
+  return np.asarray(value)
+
+
+def decode_view(value, view: int) -> np.ndarray:
+  """One view of a per-camera image feature (list/array of 4) -> (H, W[, C]) uint8."""
+  return decode_image(value[view])
+
+
+def decode_mask(value, view: int) -> np.ndarray:
+  """One view of a mask feature -> (H, W) uint8 in {0, 1}."""
+  mask = decode_view(value, view)
+  if mask.ndim == 3:
+    mask = mask[..., 0]
+  return (mask > 0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- grain
+
+
+class ArraySource(grain.sources.RandomAccessDataSource):
+  """In-memory items: item i is {key: array[i]} (a grain RandomAccessDataSource)."""
+
+  def __init__(self, arrays: Mapping[str, np.ndarray]):
+    lengths = {len(v) for v in arrays.values()}
+    if len(lengths) != 1:
+      raise ValueError(f"arrays of different lengths: { {k: len(v) for k, v in arrays.items()} }")
+    self._arrays = dict(arrays)
+    self._length = lengths.pop()
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index: int) -> Record:
+    return {k: v[index] for k, v in self._arrays.items()}
+
+
+class PaddedSource(grain.sources.RandomAccessDataSource):
+  """`source` padded to `length` items by repeating its last item; adds `valid` (bool)."""
+
+  def __init__(self, source, length: int):
+    if len(source) == 0:
+      raise ValueError("cannot evaluate on an empty split")
+    self._source = source
+    self._length = length
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index: int) -> Record:
+    real = index < len(self._source)
+    item = dict(self._source[min(index, len(self._source) - 1)])
+    item["valid"] = np.bool_(real)
+    return item
+
+
+class FnMap(grain.transforms.Map):
+  """A picklable Map from a module-level function (and fixed keyword arguments)."""
+
+  def __init__(self, fn: Callable[..., Record], **kwargs):
+    self._fn = functools.partial(fn, **kwargs) if kwargs else fn
+
+  def map(self, element):
+    return self._fn(element)
+
+
+class FnRandomMap(grain.transforms.RandomMap):
+  """A picklable RandomMap from a function (element, rng, **kwargs) -> element."""
+
+  def __init__(self, fn: Callable[..., Record], **kwargs):
+    self._fn = functools.partial(fn, **kwargs) if kwargs else fn
+
+  def random_map(self, element, rng: np.random.Generator):
+    return self._fn(element, rng)
+
+
+def local_batch_size(global_batch_size: int, process_count: int, multiple: int = 1) -> int:
+  """This process's share of the global batch; raises if it does not split evenly."""
+  if global_batch_size <= 0 or global_batch_size % process_count:
+    raise ValueError(f"global batch size {global_batch_size} does not split over "
+                     f"{process_count} processes")
+  local = global_batch_size // process_count
+  if local % multiple:
+    raise ValueError(f"the per-process batch {local} must be a multiple of {multiple}; "
+                     "change --config.train.batch_size (or eval.batch_size)")
+  return local
+
+
+def make_loader(source, *, data_config: ml_collections.ConfigDict, item_ops: Sequence = (),
+                batch_size: int, batch_ops: Sequence = (), process_index: int = 0,
+                process_count: int = 1, seed: int = 0, shuffle: bool = True,
+                num_epochs: int | None = None) -> grain.DataLoader:
+  """The DataLoader every pipeline uses.
+
+  Args:
+    source: a RandomAccessDataSource of items (global: every process sees all of it).
+    data_config: `config.data` (num_workers, prefetch).
+    item_ops: per-item transformations, before batching.
+    batch_size: items per process-local batch.
+    batch_ops: transformations of whole batches, after batching.
+    process_index, process_count: this process and the number of processes.
+    seed: shuffling and per-item randomness.
+    shuffle: shuffle items (each epoch differently).
+    num_epochs: None for an endless stream; else passes over the data, padded to whole
+      batches with `valid` marking the real items.
+  """
+  if num_epochs is not None:
+    per_process = math.ceil(len(source) / process_count)
+    num_batches = max(1, math.ceil(per_process / batch_size))
+    source = PaddedSource(source, num_batches * batch_size * process_count)
+  elif len(source) < process_count * batch_size:
+    raise ValueError(f"the split holds {len(source)} items, fewer than one global batch "
+                     f"({process_count} x {batch_size}); lower the batch size")
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source),
+      shard_options=grain.sharding.ShardOptions(
+          shard_index=process_index, shard_count=process_count, drop_remainder=True),
+      shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+  operations = [*item_ops, grain.transforms.Batch(batch_size, drop_remainder=True),
+                *batch_ops]
+  num_workers = int(data_config.get("num_workers", 0) or 0)
+  prefetch = max(1, int(data_config.get("prefetch", 2) or 1))
+  logging.info("loader: %d items, batch %d, process %d/%d, %d workers", len(source),
+               batch_size, process_index, process_count, num_workers)
+  return grain.DataLoader(
+      data_source=source, sampler=sampler, operations=operations, worker_count=num_workers,
+      worker_buffer_size=prefetch,
+      read_options=grain.ReadOptions(num_threads=int(data_config.get("read_threads", 4)),
+                                     prefetch_buffer_size=max(64, 4 * batch_size)))

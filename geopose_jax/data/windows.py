@@ -1,0 +1,99 @@
+"""Temporal windows of 2D poses around a centre frame, for RIE (and other temporal lifters).
+
+A window of T = `config.data.receptive_field` (odd, default 243) frames is centred on its
+frame: index T // 2 is the centre. Near a sequence's ends the first/last frame is
+repeated (edge padding), as VideoPose3D and RIE do, so every frame has a window.
+"""
+
+from __future__ import annotations
+
+import grain
+import ml_collections
+import numpy as np
+
+from geopose_jax import skeleton
+from geopose_jax.data import poses as poses_lib
+from geopose_jax.data import sources
+
+DEFAULT_RECEPTIVE_FIELD = 243
+
+
+def _check_receptive_field(receptive_field: int) -> None:
+  if receptive_field < 1 or receptive_field % 2 == 0:
+    raise ValueError(f"receptive field {receptive_field} must be a positive odd number "
+                     "(config.data.receptive_field)")
+
+
+def window_indices(frame: np.ndarray, start: np.ndarray, length: np.ndarray,
+                   receptive_field: int) -> np.ndarray:
+  """Edge-padded window of frame numbers around each centre frame.
+
+  Args:
+    frame: (B,) centre frames (numbers in a concatenation of sequences).
+    start: (B,) first frame of each centre's sequence.
+    length: (B,) frames in that sequence.
+    receptive_field: T, odd.
+
+  Returns:
+    (B, T) frame numbers; column T // 2 is `frame`; columns before the sequence's first
+    frame repeat it, columns after its last frame repeat that.
+  """
+  _check_receptive_field(receptive_field)
+  half = receptive_field // 2
+  offsets = np.arange(-half, half + 1)
+  local = np.asarray(frame)[:, None] - np.asarray(start)[:, None] + offsets
+  local = np.clip(local, 0, np.asarray(length)[:, None] - 1)
+  return np.asarray(start)[:, None] + local
+
+
+def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> sources.Record:
+  frame = batch["frame"]
+  sequence = table.sequence_of_frame[frame]
+  indices = window_indices(frame, table.start[sequence], table.length[sequence],
+                           receptive_field)
+  pose_2d = table.pose_2d[indices]                           # (B, T, 17, 2)
+  pose_3d = table.pose_3d_cam[frame]
+  pose_3d = pose_3d - pose_3d[:, :1]                         # root-relative, metres
+  if "flip" in batch:
+    flip = batch["flip"].astype(bool)
+    pose_2d = np.where(flip[:, None, None, None], skeleton.flip_pose(pose_2d), pose_2d)
+    pose_3d = np.where(flip[:, None, None], skeleton.flip_pose(pose_3d), pose_3d)
+  out = {"pose_2d": pose_2d.astype(np.float32), "pose_3d": pose_3d.astype(np.float32),
+         "subject": table.subject[sequence], "action": table.action[sequence],
+         "camera": table.camera[sequence]}
+  if "valid" in batch:
+    out["valid"] = batch["valid"]
+  return out
+
+
+def _draw_flip(element, rng: np.random.Generator):
+  return dict(element, flip=np.bool_(rng.random() < 0.5))
+
+
+def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
+                global_batch_size: int = 1024, process_index: int = 0, process_count: int = 1,
+                seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
+                flip: bool = False) -> grain.DataLoader:
+  """One window per frame of every (subject, sequence, camera) of the split.
+
+  Args (besides those every loader takes, see geopose_jax/data/multiview.py):
+    flip: mirror half of the windows at random (2D and 3D together, with
+      skeleton.flip_pose): the training augmentation; evaluation leaves it False and
+      averages over flips itself.
+  `config.data.receptive_field` gives T (default 243).
+
+  Batch (B = global_batch_size / process_count):
+    pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, centre T // 2;
+    pose_3d (B, 17, 3) f32 the centre frame's root-relative camera-frame pose in METRES;
+    subject, action, camera (B,) int32; + valid (B,) bool for a finite pass.
+  """
+  receptive_field = int(data_config.get("receptive_field", DEFAULT_RECEPTIVE_FIELD))
+  _check_receptive_field(receptive_field)
+  local = sources.local_batch_size(global_batch_size, process_count)
+  table = poses_lib.load_poses(data_config, split)
+  return sources.make_loader(
+      sources.ArraySource({"frame": np.arange(table.num_frames)}), data_config=data_config,
+      item_ops=[sources.FnRandomMap(_draw_flip)] if flip else [], batch_size=local,
+      batch_ops=[sources.FnMap(_windows, table=table, receptive_field=receptive_field)],
+      process_index=process_index, process_count=process_count, seed=seed,
+      shuffle=shuffle, num_epochs=num_epochs)

@@ -1,0 +1,244 @@
+"""Grain pipelines: NVS pairs, labelled views, 4-view samples, lifter frames, RIE windows."""
+
+import itertools
+
+import ml_collections
+import numpy as np
+import pytest
+
+from geopose_jax import skeleton
+from geopose_jax.data import multiview
+from geopose_jax.data import poses
+from geopose_jax.data import vocab
+from geopose_jax.data import windows
+from tests import fake_poses
+
+POSE_SEQUENCES = {"S1": {"Walking 1": 7, "Eating": 5}, "S5": {"Photo 2": 6},
+                  "S9": {"WalkDog": 4}, "S11": {"Sitting 1": 3}}
+
+
+@pytest.fixture(scope="module")
+def multiview_config(tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("multiview")
+  name = fake_poses.build_fake_multiview(data_dir)
+  return ml_collections.ConfigDict(dict(name=name, data_dir=str(data_dir), num_workers=0,
+                                        prefetch=2))
+
+
+@pytest.fixture(scope="module")
+def poses_config(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("poses")
+  path_3d, path_2d = fake_poses.write_videopose3d_npz(folder / "in", POSE_SEQUENCES)
+  return ml_collections.ConfigDict(dict(
+      name="h36m_poses", builder_config="", data_dir=str(folder / "data"), num_workers=0,
+      prefetch=2, npz_3d=str(path_3d), npz_2d=str(path_2d), receptive_field=5))
+
+
+def _train_frames():
+  return {split: [f for f in fake_poses.FakeMultiview.frames[split]]
+          for split in fake_poses.FakeMultiview.frames}
+
+
+def _identity(batch):
+  """Per item (camera, frame, sequence number) as written into the fake images."""
+  pixel = batch["image"][:, 0, 0].astype(int)
+  return pixel[:, 0] // 40, pixel[:, 1], pixel[:, 2]
+
+
+def test_nvs_pair_groups(multiview_config):
+  loader = multiview.nvs_pairs(multiview_config, split="train", global_batch_size=8, seed=3)
+  for batch in itertools.islice(iter(loader), 6):
+    assert batch["image"].shape == (8, 16, 16, 3) and batch["mask"].shape == (8, 16, 16, 1)
+    assert set(batch) == {"image", "background", "mask", "R", "K", "pose_3d_cam", "subject",
+                          "action", "camera", "frame"}
+    camera, frame, sequence = _identity(batch)
+    np.testing.assert_array_equal(camera, batch["camera"])
+    np.testing.assert_array_equal(frame, batch["frame"])
+    np.testing.assert_array_equal(batch["background"], 255 - batch["image"])
+    # The pose and rotation belong to the item's own view and frame.
+    expected_pose = (frame[:, None, None] + np.arange(17)[None, :, None]
+                     + 1000.0 * (camera[:, None, None] + 1))
+    np.testing.assert_allclose(batch["pose_3d_cam"], np.broadcast_to(expected_pose,
+                                                                     (8, 17, 3)))
+    for g in range(2):
+      items = slice(4 * g, 4 * g + 4)
+      assert len(set(sequence[items])) == 1 and len(set(batch["subject"][items])) == 1
+      assert frame[4 * g] == frame[4 * g + 1] and frame[4 * g + 2] == frame[4 * g + 3]
+      assert frame[4 * g] != frame[4 * g + 2]
+      assert camera[4 * g] != camera[4 * g + 1] and camera[4 * g + 2] != camera[4 * g + 3]
+
+
+def test_nvs_eval_pass_is_padded_and_deterministic(multiview_config):
+  def run():
+    loader = multiview.nvs_pairs(multiview_config, split="test", global_batch_size=8,
+                                 shuffle=False, num_epochs=1)
+    return list(loader)
+  first, second = run(), run()
+  num_records = sum(n for *_, n in fake_poses.FakeMultiview.frames["test"])
+  valid = np.concatenate([b["valid"] for b in first])
+  assert valid.sum() == 4 * num_records and len(valid) == 8 * int(np.ceil(num_records / 2))
+  assert not valid[4 * num_records:].any()
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def _valid_items(loader, key_fn):
+  keys = []
+  for batch in loader:
+    for i in np.flatnonzero(batch["valid"]):
+      keys.append(key_fn(batch, i))
+  return keys
+
+
+def test_label_subset_by_subject_and_fraction(multiview_config):
+  frames = fake_poses.FakeMultiview.frames["train"]
+  s1_records = sum(n for s, *_, n in frames if s == "S1")
+  all_records = sum(n for *_, n in frames)
+
+  def views(**options):
+    config = multiview_config.copy_and_resolve_references()
+    config.update(options)
+    loader = multiview.single_views(config, split="train", global_batch_size=4,
+                                    shuffle=False, num_epochs=1)
+    return _valid_items(loader, lambda b, i: (int(b["subject"][i]), int(b["frame"][i]),
+                                              int(b["camera"][i]),
+                                              int(b["image"][i, 0, 0, 2])))
+
+  by_subject = views(label_subjects=("S1",))
+  assert len(by_subject) == 4 * s1_records and len(set(by_subject)) == len(by_subject)
+  assert {s for s, *_ in by_subject} == {vocab.subject_index("S1")}
+  half = views(label_fraction=0.5)
+  assert len(half) == 4 * round(0.5 * all_records)
+  assert half == views(label_fraction=0.5)           # deterministic
+  assert set(half) != set(views(label_fraction=0.5, label_seed=1))
+  with pytest.raises(ValueError, match="S9"):
+    views(label_subjects=("S9",))
+
+
+def test_multiview_samples(multiview_config):
+  loader = multiview.multiview_samples(multiview_config, split="test", global_batch_size=4,
+                                       shuffle=False, num_epochs=1)
+  batch = next(iter(loader))
+  assert batch["images"].shape == (4, 4, 16, 16, 3) and batch["masks"].shape == (4, 4, 16, 16)
+  assert batch["R"].shape == (4, 4, 3, 3) and batch["pose_3d_cam"].shape == (4, 4, 17, 3)
+  np.testing.assert_array_equal(batch["images"][:, :, 0, 0, 0] // 40, np.tile(np.arange(4), (4, 1)))
+  np.testing.assert_array_equal(batch["masks"][:, :, 0, 0],
+                                np.repeat((batch["frame"] % 2 == 0)[:, None], 4, axis=1))
+
+
+def test_lifter_training_batches_carry_no_3d(poses_config):
+  table = poses.load_poses(poses_config, "train")
+  loader = poses.lifter_frames(poses_config, split="train", global_batch_size=8, seed=0)
+  batch = next(iter(loader))
+  assert set(batch) == {"pose_2d", "pose_2d_next", "subject", "action", "camera"}
+  assert batch["pose_2d"].shape == (8, 17, 2)
+  # Each pair is (frame, next frame) of one sequence and camera.
+  flat = table.pose_2d.reshape(table.num_frames, -1)
+  for pose, pose_next in zip(batch["pose_2d"], batch["pose_2d_next"]):
+    f = int(np.flatnonzero((flat == pose.reshape(-1)).all(axis=1))[0])
+    np.testing.assert_array_equal(pose_next, table.pose_2d[f + 1])
+    assert table.sequence_of_frame[f] == table.sequence_of_frame[f + 1]
+  num_items = sum(len(list(loader)) for loader in [poses.lifter_frames(
+      poses_config, split="train", global_batch_size=2, shuffle=False, num_epochs=1)])
+  train_frames = 4 * sum(n - 1 for s in ("S1", "S5") for n in POSE_SEQUENCES[s].values())
+  assert num_items == train_frames // 2
+
+
+def test_labelled_eval_frames_and_sequences(poses_config):
+  loader = poses.labelled_frames(poses_config, split="test", global_batch_size=8)
+  batches = list(loader)
+  test_frames = 4 * sum(n for s in ("S9", "S11") for n in POSE_SEQUENCES[s].values())
+  assert sum(b["valid"].sum() for b in batches) == test_frames
+  assert len(batches) == int(np.ceil(test_frames / 8))
+  table = poses.load_poses(poses_config, "test")
+  np.testing.assert_allclose(batches[0]["pose_3d_cam"], table.pose_3d_cam[:8] * 1000.0)
+  sequences = poses.test_sequences(poses_config)
+  assert len(sequences) == 8 and sum(len(s.pose_2d) for s in sequences) == test_frames
+  walk = [s for s in sequences if s.sequence == "WalkDog"][0]
+  assert walk.action == "WalkDog" and walk.pose_3d_cam.shape == (4, 17, 3)
+  halves = [poses.test_sequences(poses_config, process_index=p, process_count=2)
+            for p in range(2)]
+  assert sorted((s.subject, s.sequence, s.camera) for h in halves for s in h) == sorted(
+      (s.subject, s.sequence, s.camera) for s in sequences)
+
+
+def test_window_indices_edge_padding_and_centre():
+  indices = windows.window_indices(np.array([10, 12, 14]), np.array([10, 10, 10]),
+                                   np.array([5, 5, 5]), 5)
+  np.testing.assert_array_equal(indices, [[10, 10, 10, 11, 12], [10, 11, 12, 13, 14],
+                                          [12, 13, 14, 14, 14]])
+  with pytest.raises(ValueError, match="odd"):
+    windows.window_indices(np.array([0]), np.array([0]), np.array([1]), 4)
+
+
+def test_rie_windows_and_flip(poses_config):
+  table = poses.load_poses(poses_config, "train")
+  plain = poses_config.copy_and_resolve_references()
+  loader = windows.rie_windows(plain, split="train", global_batch_size=16, shuffle=False,
+                               num_epochs=1)
+  batch = next(iter(loader))
+  assert batch["pose_2d"].shape == (16, 5, 17, 2) and batch["pose_3d"].shape == (16, 17, 3)
+  np.testing.assert_array_equal(batch["pose_2d"][:, 2], table.pose_2d[:16])
+  np.testing.assert_array_equal(batch["pose_2d"][0, :2], table.pose_2d[[0, 0]])  # padded
+  np.testing.assert_allclose(batch["pose_3d"], table.pose_3d_cam[:16]
+                             - table.pose_3d_cam[:16, :1], atol=1e-6)
+  flipped = windows.rie_windows(plain, split="train", global_batch_size=16, shuffle=False,
+                                num_epochs=1, flip=True, seed=5)
+  other = next(iter(flipped))
+  is_flipped = ~np.all(other["pose_2d"] == batch["pose_2d"], axis=(1, 2, 3))
+  assert 0 < is_flipped.sum() < 16
+  np.testing.assert_allclose(other["pose_2d"][is_flipped],
+                             skeleton.flip_pose(batch["pose_2d"][is_flipped]))
+  np.testing.assert_allclose(other["pose_3d"][is_flipped],
+                             skeleton.flip_pose(batch["pose_3d"][is_flipped]))
+  np.testing.assert_array_equal(skeleton.flip_pose(skeleton.flip_pose(batch["pose_2d"])),
+                                batch["pose_2d"])
+
+
+@pytest.mark.parametrize("kind", ["nvs", "rie"])
+def test_iterator_state_round_trip(kind, multiview_config, poses_config):
+  if kind == "nvs":
+    loader = multiview.nvs_pairs(multiview_config, global_batch_size=4, seed=7)
+  else:
+    loader = windows.rie_windows(poses_config, global_batch_size=8, seed=7, flip=True)
+  iterator = iter(loader)
+  for _ in range(3):
+    next(iterator)
+  state = iterator.get_state()
+  expected = [next(iterator) for _ in range(4)]
+  resumed = iter(loader)
+  resumed.set_state(state)
+  for want in expected:
+    got = next(resumed)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_two_processes_partition_the_data(multiview_config, poses_config):
+  def frames(process_index, process_count):
+    loader = poses.labelled_frames(poses_config, split="train", global_batch_size=4,
+                                   process_index=process_index, process_count=process_count)
+    return _valid_items(loader, lambda b, i: b["pose_2d"][i].tobytes())
+
+  whole = frames(0, 1)
+  parts = [frames(p, 2) for p in range(2)]
+  assert not set(parts[0]) & set(parts[1])
+  assert sorted(parts[0] + parts[1]) == sorted(whole)
+  assert len(parts[0]) > 0 and len(parts[1]) > 0
+
+  def views(process_index, process_count):
+    loader = multiview.single_views(multiview_config, split="test", global_batch_size=4,
+                                    process_index=process_index, process_count=process_count,
+                                    shuffle=True, num_epochs=1, labelled_only=False)
+    return _valid_items(loader, lambda b, i: (int(b["frame"][i]), int(b["camera"][i]),
+                                              int(b["image"][i, 0, 0, 2])))
+  parts = [views(p, 2) for p in range(2)]
+  assert not set(parts[0]) & set(parts[1])
+  assert sorted(parts[0] + parts[1]) == sorted(views(0, 1))
+
+
+def test_batch_size_must_split(poses_config):
+  with pytest.raises(ValueError, match="does not split"):
+    poses.lifter_frames(poses_config, global_batch_size=9, process_count=2)
+  with pytest.raises(ValueError, match="multiple of 4"):
+    multiview.nvs_pairs(poses_config, global_batch_size=6)
