@@ -339,3 +339,45 @@ def constant_depth_lift(pose_2d: jax.Array, depth_offset: float = 10.0) -> jax.A
   """The baseline: every joint at the root's depth, a flat pose facing the camera."""
   x = lifter_lib.normalize_pose_2d(pose_2d, depth_offset)
   return lifter_lib.unproject(x, jnp.full(x.shape[:-1], depth_offset + 1.0, x.dtype))
+
+
+# --------------------------------------------------------------------------- evaluation
+def scale_fit(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """(N, J, 3) x2 -> pred root-centred and scaled by <p, g> / <p, p> (g root-centred)."""
+  p = pred - pred[:, :1]
+  g = target - target[:, :1]
+  scale = np.sum(p * g, axis=(1, 2)) / np.maximum(np.sum(p * p, axis=(1, 2)), 1e-12)
+  return scale[:, None, None] * p
+
+
+def frame_errors(pred: np.ndarray, target_mm: np.ndarray) -> dict[str, np.ndarray]:
+  """Per-frame metrics of lifted poses (any unit) against ground truth in mm.
+
+  pa_mpjpe: Procrustes with scale (primary: the lifter's scale is unobservable);
+  n_mpjpe: Rhodin's scale fit; mpjpe: root-aligned, least-squares scale, then MPJPE;
+  pck (150 mm) and auc on the same root-aligned, scale-fitted poses.
+
+  Returns:
+    {metric: (N,)} in mm (pck, auc in percent).
+  """
+  from geopose_jax import metrics  # pylint: disable=g-import-not-at-top
+  pred = np.asarray(pred, np.float64)
+  target = np.asarray(target_mm, np.float64)
+  target_rr = target - target[:, :1]
+  fitted = scale_fit(pred, target)
+  return dict(pa_mpjpe=np.asarray(metrics.pa_mpjpe(pred, target)),
+              n_mpjpe=np.asarray(metrics.n_mpjpe(pred, target)),
+              mpjpe=np.asarray(metrics.mpjpe(fitted, target_rr)),
+              pck=np.asarray(metrics.pck(fitted, target_rr)),
+              auc=np.asarray(metrics.auc(fitted, target_rr)))
+
+
+def summarize(errors: dict[str, np.ndarray], actions: np.ndarray,
+              baseline_pa_mpjpe: np.ndarray | None = None) -> dict:
+  """Human3.6M protocol tables (per action, then the unweighted mean over actions)."""
+  from geopose_jax import metrics  # pylint: disable=g-import-not-at-top
+  result = metrics.h36m_protocol(errors, actions)
+  if baseline_pa_mpjpe is not None:
+    baseline = metrics.h36m_protocol({"pa_mpjpe": baseline_pa_mpjpe}, actions)
+    result["constant_depth_pa_mpjpe"] = baseline["pa_mpjpe"]
+  return result

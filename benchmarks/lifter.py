@@ -1,0 +1,129 @@
+r"""Throughput of the self-supervised lifter: train steps/s, poses/s, inference poses/s.
+
+    python benchmarks/lifter.py                         # paper-sized models, batch 1024
+    python benchmarks/lifter.py --variant=wgan --out=lifter_bench.json
+    python benchmarks/lifter.py --variant=demo --steps=5
+
+One train step = lift (frames t and t+1), rotate, project, lift again, the pose and temporal
+discriminators, and the updates of all three players (as in training). Inference = the
+lifter alone in eval mode. Inputs are random normalised 2D poses; the numbers do not depend
+on their values. Runs on the default JAX device; JSON goes to stdout and to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from configs import lifter as lifter_config  # noqa: E402
+from geopose_jax.tasks import lifter as task_lib  # noqa: E402
+
+
+def _time(fn, warmup: int, steps: int) -> float:
+  """Seconds per call of `fn()` (which must block until its result is ready)."""
+  for _ in range(warmup):
+    fn()
+  start = time.perf_counter()
+  for _ in range(steps):
+    fn()
+  return (time.perf_counter() - start) / steps
+
+
+def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int = 2,
+        inference_batch_size: int = 1024) -> dict:
+  config = lifter_config.get_config(variant or None)
+  config.train.batch_size = batch_size
+  rng = np.random.default_rng(0)
+  pose = rng.normal(scale=0.2, size=(batch_size, 17, 2)).astype(np.float32)
+  batch = {"pose_2d": pose, "pose_2d_next": pose + 0.01 * rng.normal(size=pose.shape).astype(
+      np.float32)}
+  if config.supervised:
+    batch = {"pose_2d": pose, "pose_3d_cam": rng.normal(size=(batch_size, 17, 3)).astype(
+        np.float32) + np.array([0, 0, 5], np.float32)}
+  batch = jax.device_put(batch)
+  state = jax.jit(lambda k: task_lib.init_state(config, k))(jax.random.key(0))
+  train_step = jax.jit(task_lib.make_train_step(config), donate_argnums=(0,))
+  holder = {"state": state, "i": 0}
+
+  def one_step():
+    holder["i"] += 1
+    holder["state"], metrics = train_step(holder["state"], batch, jax.random.key(holder["i"]))
+    jax.block_until_ready(metrics["loss"])
+
+  compile_start = time.perf_counter()
+  one_step()
+  compile_s = time.perf_counter() - compile_start
+  step_s = _time(one_step, warmup, steps)
+
+  lifter_state = holder["state"]["lifter"]
+  predict = jax.jit(lambda s, p: task_lib.predict(config, s, p))
+  inputs = jax.device_put(rng.normal(scale=0.2, size=(inference_batch_size, 17, 2)).astype(
+      np.float32))
+  infer_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)), warmup + 1,
+                  max(steps, 5))
+  num_params = {name: int(sum(np.size(x) for x in jax.tree.leaves(s.params)))
+                for name, s in holder["state"].items()}
+  return {
+      "task": "lifter",
+      "variant": variant or "default",
+      "gan": config.loss.gan,
+      "objective": "supervised" if config.supervised else "self_supervised",
+      "device": str(jax.devices()[0].device_kind),
+      "platform": jax.devices()[0].platform,
+      "num_devices_used": 1,
+      "host_cpus": os.cpu_count(),
+      "machine": platform.machine(),
+      "jax_version": jax.__version__,
+      "batch_size": batch_size,
+      "timed_steps": steps,
+      "num_params": num_params,
+      "compile_s": round(compile_s, 3),
+      "train_step_s": round(step_s, 5),
+      "train_steps_per_s": round(1.0 / step_s, 4),
+      "train_poses_per_s": round(batch_size / step_s, 1),
+      "inference_batch_size": inference_batch_size,
+      "inference_batch_s": round(infer_s, 6),
+      "inference_poses_per_s": round(inference_batch_size / infer_s, 1),
+  }
+
+
+def _write_json(path: str, payload: dict) -> None:
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+  with os.fdopen(fd, "w") as f:
+    json.dump(payload, f, indent=2)
+  os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--variant", default="", help="configs/lifter.py variant, e.g. wgan, demo")
+  parser.add_argument("--batch_size", type=int, default=1024)
+  parser.add_argument("--inference_batch_size", type=int, default=1024)
+  parser.add_argument("--steps", type=int, default=10, help="timed train steps")
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--out", default="", help="also write the JSON here")
+  args = parser.parse_args(argv)
+  if args.batch_size < 1 or args.steps < 1:
+    parser.error("--batch_size and --steps must be positive")
+  result = run(args.variant, args.batch_size, args.steps, args.warmup, args.inference_batch_size)
+  print(json.dumps(result, indent=2))
+  if args.out:
+    _write_json(args.out, result)
+  return result
+
+
+if __name__ == "__main__":
+  main()
