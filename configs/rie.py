@@ -1,0 +1,98 @@
+"""RIE (Shan et al. 2021) and the VideoPose3D baseline on `h36m_poses`.
+
+  python launch.py --config=configs/rie.py --workdir=runs/rie1                       # stage 1
+  python launch.py --config=configs/rie.py --config.stage=2 \\
+      --config.init_from=runs/rie1 --workdir=runs/rie2                               # stage 2
+  python launch.py --config=configs/rie.py --config.stage=3 \\
+      --config.init_from=runs/rie2 --workdir=runs/rie3                               # stage 3
+  python launch.py --config=configs/rie.py:tcn                                       # VideoPose3D
+
+Variants (`configs/rie.py:ARG`, comma-separated): `demo` (receptive field 27, small widths,
+minutes on 2 CPU cores), `tcn` (the VideoPose3D temporal model), `cpn` (latent_dim 512, the
+original's setting for detected 2D), `h36m` (the VideoPose3D .npz files from the manual folder).
+An original checkpoint file (gt_pretrained.bin, cpn_pretrained.bin, a VideoPose3D .bin) can
+be given as --config.init_from; `--mode=eval` then evaluates it after --config.train.steps=0.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = common.parse_arg(arg, demo=False, tcn=False, cpn=False, h36m=False)
+  config = common.base_config("rie")
+  config.stage = 1                       # 1 | 2 | 3 (RIE only)
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "rie"              # 'rie' | 'tcn' (VideoPose3D)
+  config.model.filter_widths = "3,3,3,3,3"   # receptive field = product = 243
+  config.model.channels = 256            # temporal convolution width (tcn: 1024)
+  config.model.latent_dim = 256          # L: 256 with ground-truth 2D, 512 with detected 2D
+  config.model.fc_hidden = 1024          # width of the global/fusion/decoder MLPs
+  config.model.dropout = 0.2             # temporal convolutions (tcn: 0.25)
+  config.model.fc_dropout = 0.25         # MLPs
+  config.model.causal = False
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lr = 1e-3                 # stages 1 and 2, and the tcn
+  config.optim.finetune_lr = 5e-4        # stage 3
+  config.optim.lr_decay = 0.95           # per epoch
+  config.optim.weight_decay = 0.01       # AdamW (decoupled)
+  config.optim.amsgrad = True
+  config.optim.bn_momentum_start = 0.1   # PyTorch convention; decays exponentially per epoch
+  config.optim.bn_momentum_end = 0.001
+  config.optim.steps_per_epoch = 0       # 0: the original's epoch (each frame, flipped and not)
+  config.optim.freeze_batch_stats = False  # stage 2: frozen encoders' BatchNorm in inference mode
+
+  config.data.name = "h36m_poses"
+  config.data.builder_config = "synthetic"  # synthetic | synthetic_noisy | npz | cdf
+  config.data.npz_3d = ""                # VideoPose3D data_3d_h36m.npz (any path)
+  config.data.npz_2d = ""                # VideoPose3D data_2d_h36m_*.npz (any path)
+  config.data.flip = True                # flip augmentation while training
+  config.data.shuffle_seed = 0
+
+  config.train.batch_size = 1024
+  config.train.steps = 80 * 1_600        # ~80 original epochs of Human3.6M at batch 1024
+  config.train.log_every = 100
+  config.train.eval_every = 10_000
+  config.train.checkpoint_every = 2_000
+
+  config.eval.batch_size = 1024
+  config.eval.splits = ("test",)
+  config.eval.test_time_flip = True
+  config.eval.frame_stride = 1           # evaluate every n-th frame (1: all, the protocol)
+
+  config.viz.split = "test"
+  config.viz.subject = "S11"
+  config.viz.action = "Walking"
+  config.viz.camera = 0
+  config.viz.downsample = 2
+  config.viz.max_frames = 60
+  config.viz.fps = 12.5
+
+  if variant.cpn:
+    config.model.latent_dim = 512
+    config.data.builder_config = "synthetic_noisy"
+  if variant.h36m:
+    config.data.builder_config = "npz"
+    config.train.steps = 80 * 1_530
+  if variant.tcn:
+    config.model.name = "tcn"
+    config.model.channels = 1024
+    config.model.dropout = 0.25
+  if variant.demo:
+    config.model.filter_widths = "3,3,3"
+    config.model.channels = 128 if variant.tcn else 64
+    config.model.latent_dim = 64
+    config.model.fc_hidden = 256
+    config.train.batch_size = 256
+    config.train.steps = 600
+    config.train.log_every = 50
+    config.train.eval_every = 0
+    config.train.checkpoint_every = 300
+    config.optim.steps_per_epoch = 60   # ten short epochs, so both schedules play out
+    config.eval.batch_size = 512
+    config.eval.frame_stride = 4
+    config.viz.max_frames = 30
+  return config
