@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from geopose_jax import skeleton
 from geopose_jax.data import bvh as bvh_lib
 from geopose_jax.data import vocab
 from geopose_jax.geometry import cameras as cameras_lib
@@ -49,8 +50,7 @@ H36M_FROM_CMU = (
     ("LeftUpLeg",), ("LeftLeg",), ("LeftFoot",), ("Spine",), ("Neck",), ("Head",),
     ("Head_end",), ("LeftArm",), ("LeftForeArm",), ("LeftHand",), ("RightArm",),
     ("RightForeArm",), ("RightHand",))
-# Human3.6M-17 left/right swap (same as skeleton.H36M_FLIP_PERMUTATION).
-_FLIP = np.array([0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13])
+_FLIP = np.asarray(skeleton.H36M_FLIP_PERMUTATION)
 
 # Y-up (BVH) -> Z-up (Human3.6M world): a proper rotation of +90 degrees about x, so
 # handedness, and with it left and right, is kept.
@@ -332,14 +332,24 @@ def place(poses: np.ndarray, subject: str, variation: Variation) -> np.ndarray:
 
 
 def subject_sequences(subject: str, fps: float = 50.0,
-                      bvh_dir: str | os.PathLike | None = None) -> list[MotionSequence]:
-  """All sequences of one synthetic subject (see SEQUENCE_PLAN)."""
+                      bvh_dir: str | os.PathLike | None = None,
+                      plan: Sequence[tuple[str, Variation]] | None = None
+                      ) -> list[MotionSequence]:
+  """The sequences of one synthetic subject.
+
+  Args:
+    subject: a name of vocab.SUBJECTS.
+    fps: output frame rate.
+    bvh_dir: folder of the `<clip>.bvh` files; default the packaged clips.
+    plan: (clip, Variation) pairs to perform; default SEQUENCE_PLAN[subject]. Sequence
+      names number a clip's variations in plan order.
+  """
   if subject not in SEQUENCE_PLAN:
     raise ValueError(f"unknown synthetic subject {subject!r}; expected one of "
                      f"{tuple(SEQUENCE_PLAN)}")
   out = []
   counts: dict[str, int] = {}
-  for clip, variation in SEQUENCE_PLAN[subject]:
+  for clip, variation in (SEQUENCE_PLAN[subject] if plan is None else plan):
     path = clip_path(clip, bvh_dir)
     poses = _clip_poses_cached(path, float(fps), SUBJECT_SCALES[subject])
     placed = place(poses, subject, variation)
