@@ -107,6 +107,7 @@ def write_pose_cdf(path: pathlib.Path, pose: np.ndarray) -> None:
   """(N, J, D) -> variable "Pose" (1, N, J * D) as the release stores it."""
   from cdflib import cdfwrite
   path.parent.mkdir(parents=True, exist_ok=True)
+  path.unlink(missing_ok=True)  # cdflib refuses to overwrite
   data = np.asarray(pose, np.float64).reshape(1, len(pose), -1)
   writer = cdfwrite.CDF(str(path))
   writer.write_var({"Variable": "Pose", "Data_Type": cdfwrite.CDF.CDF_DOUBLE,

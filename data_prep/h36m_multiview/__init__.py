@@ -43,18 +43,15 @@ def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
   interrupted build never leaves a copy that reads as complete; the next call rebuilds.
 
   Raises:
-    FileNotFoundError: no manual folder given, or a file of the release is missing.
+    FileNotFoundError: the manual folder or a file of the release is missing.
     ValueError: a file of the release is unreadable or malformed (named in the message).
     ImportError: the `[h36m]` extra (av, cdflib, h5py) is not installed.
   """
   builder = make_builder(name, data_dir, config)
   if not builder.is_prepared():
-    if not manual_dir:
-      raise FileNotFoundError(
-          f"{NAME} is not built in {builder.data_dir} and needs the raw Human3.6M release: "
-          "give its folder with --manual_dir (or config.data.manual_dir)."
-          + Builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+    # Without a manual folder TFDS looks in <data_dir>/downloads/manual.
+    download_config = tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=download_config)
   return builder
 

@@ -23,6 +23,8 @@ from data_prep.h36m_poses import readers as pose_readers
 from geopose_jax.geometry import cameras as cameras_lib
 from geopose_jax.skeleton import H36M_32_TO_17
 
+_LOG = logging.getLogger(__name__)
+
 NUM_VIEWS = len(cameras_lib.H36M_CAMERA_IDS)
 # Videos and mocap of one sequence differ by a few frames in the release; more than this
 # is reported.
@@ -70,7 +72,7 @@ def plan_sequence(raw: layout.RawSequence, cameras: cameras_lib.Camera) -> Seque
     scales.append(framing.frame_scale(info.width, info.height,
                                       np.asarray(cameras.res[view]), str(path)))
     if info.num_frames and abs(info.num_frames - len(pose)) > _FRAME_COUNT_SLACK:
-      logging.warning("%s: %d frames, but %s has %d poses; using the first %d", path,
+      _LOG.warning("%s: %d frames, but %s has %d poses; using the first %d", path,
                       info.num_frames, raw.pose_path, len(pose),
                       min(info.num_frames, len(pose)))
   for path in raw.mask_paths:
@@ -153,5 +155,5 @@ def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
     for decoder in decoders:
       decoder.close()
   if last + 1 < num_poses - _FRAME_COUNT_SLACK:
-    logging.warning("%s %r: the videos end after %d frames, before the %d poses of %s",
+    _LOG.warning("%s %r: the videos end after %d frames, before the %d poses of %s",
                     raw.subject, raw.sequence, last + 1, num_poses, raw.pose_path)

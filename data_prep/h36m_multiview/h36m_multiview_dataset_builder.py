@@ -47,6 +47,8 @@ from data_prep.synthetic_multiview import records as synthetic_records
 from geopose_jax.data import vocab
 from geopose_jax.geometry import cameras as cameras_lib
 
+_LOG = logging.getLogger(__name__)
+
 NAME = "h36m_multiview"
 DEFAULT_FRAME_STEP = 5
 
@@ -152,7 +154,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     media.require_packages()
     config = self.builder_config
-    root = pathlib.Path(os.fspath(dl_manager.manual_dir))
+    try:
+      root = pathlib.Path(os.fspath(dl_manager.manual_dir))
+    except AssertionError as error:  # TFDS's way of saying the folder is missing or empty
+      raise FileNotFoundError(str(error)) from error
     # Every pose file is read and every video and mask header checked here, before any
     # record is written.
     raws = layout.find_sequences(root, tuple(config.train_subjects) +
@@ -173,7 +178,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for subject, group in itertools.groupby(plans, key=lambda p: p.raw.subject):
       group = list(group)
       cams = framing.numpy_cameras(cameras_lib.load_h36m_cameras(subject))
-      logging.info("%s: median backgrounds of %d sequences", subject, len(group))
+      _LOG.info("%s: median backgrounds of %d sequences", subject, len(group))
       backgrounds = [background.median_background(
           [plan.videos[view].path for plan in group], config.background_every)
                      for view in range(examples.NUM_VIEWS)]

@@ -23,6 +23,8 @@ from geopose_jax.data import vocab
 from geopose_jax.geometry.cameras import H36M_CAMERA_IDS
 from geopose_jax.skeleton import canonical_action
 
+_LOG = logging.getLogger(__name__)
+
 POSE_DIR = pathlib.Path("MyPoseFeatures", "D3_Positions")
 VIDEO_DIR = pathlib.Path("Videos")
 MASK_DIR = pathlib.Path("MySegmentsMat", "ground_truth_bs")
@@ -125,7 +127,7 @@ def subject_sequences(root: pathlib.Path, subject: str) -> list[RawSequence]:
       continue
     key = sequence_key(name, pose_path)
     if (subject,) + key in KNOWN_BROKEN:
-      logging.warning("%s: skipping %s %r: its video is broken in the Human3.6M release",
+      _LOG.warning("%s: skipping %s %r: its video is broken in the Human3.6M release",
                       pose_path, subject, name)
       continue
     video_paths = []
@@ -168,5 +170,5 @@ def find_sequences(root: pathlib.Path, subjects: Sequence[str]) -> list[RawSeque
     raise FileNotFoundError(f"{root}: holds none of the subject folders {list(subjects)}; "
                             "give the extracted Human3.6M release as the manual folder")
   if absent:
-    logging.warning("%s: no folder for subject(s) %s; building without them", root, absent)
+    _LOG.warning("%s: no folder for subject(s) %s; building without them", root, absent)
   return [seq for subject in present for seq in subject_sequences(root, subject)]
