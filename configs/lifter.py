@@ -63,7 +63,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.builder_config = ""              # '' = the dataset's default (synthetic)
   config.data.npz_2d = ""                      # VideoPose3D-format .npz files to evaluate on
   config.data.npz_3d = ""
-  config.data.train_subjects = ("S1", "S5", "S6", "S7", "S8")
+  config.data.manual_dir = ""                  # licence-gated sources; "" = data_dir/downloads/manual
+  config.data.train_subjects = ()              # () = every subject of the train split
   config.data.test_subjects = ("S9", "S11")
   config.data.frame_step = 1                   # gap between a frame and its "next" frame
 
@@ -82,5 +83,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.log_every = 50
     config.train.eval_every = 500
     config.train.checkpoint_every = 500
-    config.eval.max_examples = 4096
   return config

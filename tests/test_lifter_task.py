@@ -219,3 +219,65 @@ def test_supervised_step_learns_a_pose():
     state, metrics = step(state, batch, jax.random.key(i))
     losses.append(float(metrics["loss"]))
   assert losses[-1] < 0.5 * losses[0]
+
+
+POSE_SEQUENCES = {"S1": {"Walking 1": 9, "Eating": 6}, "S5": {"Photo 2": 6},
+                  "S9": {"WalkDog": 5}, "S11": {"Sitting 1": 4}}
+
+
+@pytest.fixture(scope="module")
+def npz_config(tmp_path_factory):
+  """A tiny config that reads VideoPose3D-format .npz files given by path."""
+  from tests import fake_poses
+  folder = tmp_path_factory.mktemp("lifter_poses")
+  path_3d, path_2d = fake_poses.write_videopose3d_npz(folder / "in", POSE_SEQUENCES)
+  config = tiny_config(**{"train.steps": 3, "train.log_every": 1, "train.eval_every": 0,
+                          "train.checkpoint_every": 0, "eval.batch_size": 8})
+  config.train.progress_bar = False
+  config.viz.num_examples = 2
+  config.data.data_dir = str(folder / "data")
+  config.data.npz_3d, config.data.npz_2d = str(path_3d), str(path_2d)
+  return config
+
+
+def test_training_pipeline_carries_no_3d(npz_config):
+  from geopose_jax.train import mesh as mesh_lib
+  task = task_lib.build(npz_config, mesh_lib.make_runtime("/nonexistent-unused"))
+  batch = next(iter(task.train_data))
+  assert {"pose_2d", "pose_2d_next"} <= set(batch)
+  assert not any("3d" in key for key in batch)
+  assert not any(np.ndim(v) >= 2 and np.shape(v)[-1] == 3 for v in batch.values())
+  task_lib.check_batch_keys(batch, task_lib.UNSUPERVISED_KEYS, "self-supervised")
+
+
+def test_train_then_eval_writes_the_tables_and_pictures(npz_config, tmp_path):
+  import json
+  from geopose_jax.train import loop
+  workdir = tmp_path / "run"
+  loop.run(npz_config, workdir, "train")
+  results = loop.run(npz_config, workdir, "eval")["test"]
+  written = json.loads((workdir / "eval" / "test.json").read_text())
+  for key in ("pa_mpjpe", "n_mpjpe", "mpjpe", "pck", "auc", "num_frames", "per_action"):
+    assert key in written and key in results
+  assert written["num_frames"] == 4 * (5 + 4)
+  assert set(written["per_action"]) == {"WalkDog", "Sitting"}
+  assert 0 < written["pa_mpjpe"] <= written["constant_depth_pa_mpjpe"] * 3
+  assert (workdir / "viz" / "lifter_examples.png").stat().st_size > 0
+  assert (workdir / "viz" / "lifter_turntable.gif").stat().st_size > 0
+
+
+def test_frame_errors_against_hand_values():
+  rng = np.random.default_rng(0)
+  gt = rng.normal(scale=200.0, size=(3, 17, 3))
+  rotation = np.asarray(rotations.random_rotation(jax.random.key(0)), np.float64)
+  # A rotated, scaled, shifted copy: Procrustes removes all of it; the scale fit does not
+  # remove the rotation.
+  pred = 0.01 * gt @ rotation.T + 5.0
+  errors = task_lib.frame_errors(pred, gt)
+  np.testing.assert_allclose(errors["pa_mpjpe"], 0.0, atol=1e-3)
+  assert np.all(errors["mpjpe"] > 1.0)
+  # Only a scale off: every metric but the unscaled ones is perfect.
+  errors = task_lib.frame_errors(0.003 * gt, gt)
+  for name in ("pa_mpjpe", "n_mpjpe", "mpjpe"):
+    np.testing.assert_allclose(errors[name], 0.0, atol=1e-3)
+  np.testing.assert_allclose(errors["pck"], 100.0)

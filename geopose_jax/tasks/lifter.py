@@ -34,14 +34,20 @@ import ml_collections
 import numpy as np
 import optax
 
+from geopose_jax import metrics
+from geopose_jax.data import poses as poses_data
 from geopose_jax.geometry import rotations
 from geopose_jax.models import discriminators
 from geopose_jax.models import lifter as lifter_lib
 from geopose_jax.train.state import TrainState
+from geopose_jax.train.task import Runtime, Task
+from geopose_jax.viz import lifter as lifter_viz
 
 PyTree = Any
 LiftFn = Callable[[jax.Array], jax.Array]
 
+# What a training batch may carry. Anything else (a 3D key above all) stops the step.
+METADATA_KEYS = frozenset({"subject", "action", "camera", "valid"})
 UNSUPERVISED_KEYS = frozenset({"pose_2d", "pose_2d_next"})
 SUPERVISED_KEYS = frozenset({"pose_2d", "pose_3d_cam"})
 
@@ -173,11 +179,17 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, T
   return state
 
 
-def check_batch_keys(batch: dict, allowed: frozenset, what: str) -> None:
-  """Training batches carry exactly the keys the objective may read (no 3D when unsupervised)."""
-  if set(batch) != set(allowed):
-    raise ValueError(f"{what} training batch must carry exactly {sorted(allowed)}, got "
-                     f"{sorted(batch)}; the self-supervised lifter may not see 3D labels")
+def check_batch_keys(batch: dict, needed: frozenset, what: str) -> None:
+  """Training batches carry the keys the objective reads, integer metadata, and nothing else.
+
+  This is what keeps 3D labels out of self-supervised training: a batch with any other key
+  (`pose_3d_cam`, `pose_3d`, ...) is refused.
+  """
+  keys = set(batch)
+  if not needed <= keys or keys - needed - METADATA_KEYS:
+    raise ValueError(f"{what} training batch must carry {sorted(needed)} (and optionally "
+                     f"{sorted(METADATA_KEYS)}), got {sorted(keys)}; the self-supervised "
+                     "lifter may not see 3D labels")
 
 
 # --------------------------------------------------------------------------- train steps
@@ -360,7 +372,6 @@ def frame_errors(pred: np.ndarray, target_mm: np.ndarray) -> dict[str, np.ndarra
   Returns:
     {metric: (N,)} in mm (pck, auc in percent).
   """
-  from geopose_jax import metrics  # pylint: disable=g-import-not-at-top
   pred = np.asarray(pred, np.float64)
   target = np.asarray(target_mm, np.float64)
   target_rr = target - target[:, :1]
@@ -375,9 +386,98 @@ def frame_errors(pred: np.ndarray, target_mm: np.ndarray) -> dict[str, np.ndarra
 def summarize(errors: dict[str, np.ndarray], actions: np.ndarray,
               baseline_pa_mpjpe: np.ndarray | None = None) -> dict:
   """Human3.6M protocol tables (per action, then the unweighted mean over actions)."""
-  from geopose_jax import metrics  # pylint: disable=g-import-not-at-top
   result = metrics.h36m_protocol(errors, actions)
   if baseline_pa_mpjpe is not None:
     baseline = metrics.h36m_protocol({"pa_mpjpe": baseline_pa_mpjpe}, actions)
     result["constant_depth_pa_mpjpe"] = baseline["pa_mpjpe"]
   return result
+
+
+# --------------------------------------------------------------------------- the task
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  if config.loss.gan not in ("standard", "wgan_gp"):
+    raise ValueError(f"config.loss.gan={config.loss.gan!r}; expected 'standard' or 'wgan_gp'")
+  if config.train.gan_update not in ("joint", "alternate"):
+    raise ValueError(f"config.train.gan_update={config.train.gan_update!r}; expected 'joint' "
+                     "or 'alternate'")
+  if config.rotation.pivot not in ("root", "fixed"):
+    raise ValueError(f"config.rotation.pivot={config.rotation.pivot!r}; expected 'root' or "
+                     "'fixed'")
+  for name in ("azimuth_range", "elevation_range"):
+    low, high = config.rotation[name]
+    if not low <= high:
+      raise ValueError(f"config.rotation.{name}={(low, high)} must be (low, high), low <= high")
+  if config.model.depth_offset <= 0:
+    raise ValueError(f"config.model.depth_offset={config.model.depth_offset} must be > 0")
+
+
+def train_loader(config: ml_collections.ConfigDict, runtime: Runtime):
+  """2D frame pairs (self-supervised: the pipeline carries no 3D), or labelled frames."""
+  kwargs = dict(split="train", global_batch_size=config.train.batch_size,
+                process_index=runtime.process_index, process_count=runtime.process_count,
+                seed=config.seed, shuffle=True, num_epochs=None)
+  if config.supervised:
+    return poses_data.labelled_frames(config.data, **kwargs)
+  return poses_data.lifter_frames(config.data, **kwargs)
+
+
+class _OnFirstUse:
+  """An iterable that builds its loader when first iterated (eval-only runs never read the
+  train split, so a dataset holding only test subjects can be evaluated)."""
+
+  def __init__(self, make: Callable[[], Any]):
+    self._make = make
+
+  def __iter__(self):
+    return iter(self._make())
+
+
+def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
+  """The lifter task for the training loop (see train/task.py)."""
+  _check_config(config)
+  runtime.local_batch_size(config.train.batch_size)
+  predict_jit = jax.jit(functools.partial(predict, config))
+  constant_jit = jax.jit(functools.partial(constant_depth_lift,
+                                           depth_offset=config.model.depth_offset))
+
+  def evaluate(state, split):
+    loader = poses_data.labelled_frames(
+        config.data, split=split, global_batch_size=config.eval.batch_size,
+        process_index=runtime.process_index, process_count=runtime.process_count)
+    limit = int(config.eval.max_examples) // runtime.process_count or None
+    parts = {"pred": [], "flat": [], "gt": [], "action": [], "valid": []}
+    seen = 0
+    for batch in loader:
+      parts["pred"].append(np.asarray(predict_jit(state["lifter"], batch["pose_2d"])))
+      parts["flat"].append(np.asarray(constant_jit(batch["pose_2d"])))
+      for key, name in (("gt", "pose_3d_cam"), ("action", "action"), ("valid", "valid")):
+        parts[key].append(np.asarray(batch[name]))
+      seen += len(batch["pose_2d"])
+      if limit and seen >= limit:
+        break
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    errors = frame_errors(joined["pred"], joined["gt"])
+    errors["constant_depth"] = frame_errors(joined["flat"], joined["gt"])["pa_mpjpe"]
+    errors["action"], errors["valid"] = joined["action"], joined["valid"]
+    if runtime.process_count > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      errors = {k: np.asarray(multihost_utils.process_allgather(v)).reshape(-1)
+                for k, v in errors.items()}
+    keep = errors.pop("valid").astype(bool)
+    actions = errors.pop("action")[keep]
+    baseline = errors.pop("constant_depth")[keep]
+    return summarize({k: v[keep] for k, v in errors.items()}, actions, baseline)
+
+  def visualize(state, out_dir, step):
+    del step
+    table = poses_data.load_poses(config.data, "test")
+    count = max(1, int(config.viz.num_examples))
+    frames = np.linspace(0, table.num_frames - 1, count).round().astype(np.int64)
+    pose_2d = table.pose_2d[frames]
+    lifted = np.asarray(predict_jit(state["lifter"], pose_2d))
+    return lifter_viz.write_pictures(out_dir, pose_2d, lifted,
+                                     table.pose_3d_cam[frames] * 1000.0)
+
+  return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
+              train_data=_OnFirstUse(lambda: train_loader(config, runtime)), evaluate=evaluate,
+              eval_splits=("test",), visualize=visualize)
