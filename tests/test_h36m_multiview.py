@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 import fake_h36m_raw as fake
 from data_prep import crops
 from data_prep import h36m_multiview
+from data_prep import synthetic_multiview
 from data_prep.h36m_multiview import background
 from data_prep.h36m_multiview import examples
 from data_prep.h36m_multiview import framing
@@ -57,17 +58,10 @@ def built(tmp_path_factory):
   builder = h36m_multiview.ensure_built(data_dir=data_dir, manual_dir=manual, config=config())
   name = f"{h36m_multiview.NAME}/{builder.builder_config.name}"
   source = tfds.data_source(name, data_dir=str(data_dir))
-  records = {split: [source[split][i] for i in range(len(source[split]))]
-             for split in ("train", "test")}
+  # Decoded exactly as the synthetic default's records.
+  records = {split: [synthetic_multiview.decode_record(source[split][i])
+                     for i in range(len(source[split]))] for split in ("train", "test")}
   return {"manual": manual, "data_dir": data_dir, "worlds": worlds, "records": records}
-
-
-def _text(value) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _image(value) -> np.ndarray:
-  return np.asarray(value)
 
 
 def _box_from_intrinsics(k_crop: np.ndarray, camera: cameras_lib.Camera) -> np.ndarray:
@@ -81,30 +75,29 @@ def _box_from_intrinsics(k_crop: np.ndarray, camera: cameras_lib.Camera) -> np.n
 def test_splits_sequences_and_shapes(built):
   train, test = built["records"]["train"], built["records"]["test"]
   # Frames 0, 5, 10 of each sequence (10 fps of the 50 fps release), S11 Directions skipped.
-  got = sorted((_text(r["subject"]), _text(r["sequence"]), _text(r["action"]), int(r["frame"]))
+  got = sorted((str(r["subject"]), str(r["sequence"]), str(r["action"]), int(r["frame"]))
                for r in train + test)
   expected = sorted([("S1", "TakingPhoto 1", "Photo", f) for f in (0, 5, 10)] +
                     [("S1", "Walking", "Walking", f) for f in (0, 5, 10)] +
                     [("S11", "WalkDog 1", "WalkDog", f) for f in (0, 5, 10)])
   assert got == expected
   assert len(train) == 6 and len(test) == 3
-  assert {_text(r["subject"]) for r in train} == {"S1"}
+  assert {str(r["subject"]) for r in train} == {"S1"}
   record = train[0]
-  for key in ("images", "backgrounds"):
-    assert len(record[key]) == 4
-    assert all(_image(v).shape == (SIZE, SIZE, 3) and _image(v).dtype == np.uint8
-               for v in record[key])
-  assert all(_image(m).shape[:2] == (SIZE, SIZE) for m in record["masks"])
-  shapes = {"R": (4, 3, 3), "t": (4, 3), "K": (4, 3, 3), "pose_3d_world": (17, 3),
-            "pose_3d_cam": (4, 17, 3), "pose_2d_px": (4, 17, 2), "pose_2d_crop": (4, 17, 2),
-            "has_masks": (4,)}
+  shapes = {"images": (4, SIZE, SIZE, 3), "backgrounds": (4, SIZE, SIZE, 3),
+            "masks": (4, SIZE, SIZE), "R": (4, 3, 3), "t": (4, 3), "K": (4, 3, 3),
+            "pose_3d_world": (17, 3), "pose_3d_cam": (4, 17, 3), "pose_2d_px": (4, 17, 2),
+            "pose_2d_crop": (4, 17, 2), "has_masks": (4,)}
   for key, shape in shapes.items():
     assert np.shape(record[key]) == shape, key
+  for key in ("images", "backgrounds", "masks"):
+    assert record[key].dtype == np.uint8
+  assert set(record) == set(synthetic_multiview.multiview_features()) | {"has_masks"}
 
 
 def test_poses_and_cameras_are_consistent(built):
   for record in built["records"]["train"] + built["records"]["test"]:
-    subject, sequence = _text(record["subject"]), _text(record["sequence"])
+    subject, sequence = str(record["subject"]), str(record["sequence"])
     frame = int(record["frame"])
     world = built["worlds"][(subject, sequence)][frame, list(H36M_32_TO_17)]
     np.testing.assert_allclose(record["pose_3d_world"], world, atol=1e-3)
@@ -139,7 +132,7 @@ def test_crops_show_the_person_where_the_intrinsics_put_it(built):
   person = np.array(fake.PERSON_RGB, float)
   for record in built["records"]["train"] + built["records"]["test"]:
     for view in range(4):
-      image = _image(record["images"][view]).astype(float)
+      image = record["images"][view].astype(float)
       # The root sits inside the person's rectangle; look a few pixels around it.
       u, v = np.round(record["pose_2d_crop"][view, 0]).astype(int)
       patch = image[v - 3:v + 4, u - 3:u + 4]
@@ -150,11 +143,10 @@ def test_crops_show_the_person_where_the_intrinsics_put_it(built):
 
 def test_masks_where_present_zero_and_flagged_where_absent(built):
   for record in built["records"]["train"] + built["records"]["test"]:
-    masks = np.stack([np.squeeze(_image(m), -1) if _image(m).ndim == 3 else _image(m)
-                      for m in record["masks"]])
-    if _text(record["sequence"]) == "Walking":
+    masks = record["masks"]
+    if str(record["sequence"]) == "Walking":
       assert record["has_masks"].all()
-      images = np.stack([_image(i) for i in record["images"]]).astype(float)
+      images = record["images"].astype(float)
       red = np.all(np.abs(images - np.array(fake.PERSON_RGB)) < 40, axis=-1)
       # The mask crop covers the person drawn in the frame.
       agreement = (masks.astype(bool) == red).mean()
@@ -179,7 +171,7 @@ def test_backgrounds_are_the_per_pixel_median(built):
     for record in built["records"]["train"]:
       box = _box_from_intrinsics(np.asarray(record["K"][view], np.float64), calibration[view])
       expected = crops.crop_image(reference, framing.scale_box(box, scale), SIZE)
-      stored = _image(record["backgrounds"][view]).astype(int)
+      stored = record["backgrounds"][view].astype(int)
       assert np.abs(stored - expected).mean() < 1.0
 
 

@@ -18,13 +18,16 @@ def make_builder(name: str = NAME, data_dir: str | os.PathLike | None = None,
 
   Args:
     name: the dataset name, optionally with a builder config name.
-    data_dir: where datasets are built and read.
+    data_dir: where datasets are built and read; default configs.common.default_data_dir().
     config: a config from `make_config` (other sampling or splits); overrides `name`'s.
   """
   dataset, _, config_name = str(name).partition("/")
   if dataset != NAME:
     raise ValueError(f"{name!r} is not an h36m_multiview dataset name")
-  data_dir = os.fspath(data_dir) if data_dir else None
+  if not data_dir:
+    from configs import common  # local import: configs is a sibling top-level package
+    data_dir = common.default_data_dir()
+  data_dir = os.fspath(data_dir)
   if config is not None:
     return Builder(config=config, data_dir=data_dir)
   known = [c.name for c in Builder.BUILDER_CONFIGS]

@@ -9,7 +9,6 @@ the crops of every `frame_step`-th frame.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 from typing import Iterator, Sequence
 
@@ -49,7 +48,9 @@ class SequencePlan:
 
 def read_world_pose(path) -> np.ndarray:
   """D3_Positions .cdf -> (N, 17, 3) float32 world mm (errors name the file)."""
-  return pose_readers._read_cdf_pose(path, 3)[:, list(H36M_32_TO_17)]  # pylint: disable=protected-access
+  # h36m_poses's reader of the release's .cdf files; one reader for both datasets.
+  pose = pose_readers._read_cdf_pose(path, 3)  # pylint: disable=protected-access
+  return pose[:, list(H36M_32_TO_17)]
 
 
 def plan_sequence(raw: layout.RawSequence, cameras: cameras_lib.Camera) -> SequencePlan:
@@ -82,13 +83,6 @@ def plan_sequence(raw: layout.RawSequence, cameras: cameras_lib.Camera) -> Seque
   return SequencePlan(raw, pose, tuple(videos), tuple(scales))
 
 
-def encode_png(image: np.ndarray) -> bytes:
-  """(H, W[, C]) uint8 -> PNG bytes (Pillow)."""
-  buffer = io.BytesIO()
-  PIL.Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="png")
-  return buffer.getvalue()
-
-
 def _mask_crop(masks: media.MaskFile | None, index: int, box: np.ndarray,
                res: np.ndarray, size: int) -> np.ndarray | None:
   """(size, size) uint8 {0, 1} crop of frame `index`'s mask, None without a mask."""
@@ -111,9 +105,9 @@ def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
     frame_step: keep every this many 50 fps frames (5: 10 fps).
     size: crop side.
 
-  Records hold images as PNG bytes and the fields of the multi-view record (see
-  data_prep/synthetic_multiview), plus `has_masks` (4,) bool: False where the release has
-  no mask for that view and frame (its mask is then all zeros).
+  Records are in the decoded multi-view layout (data_prep/synthetic_multiview/features.py:
+  images as arrays, not yet encoded), plus `has_masks` (4,) bool: False where the release
+  has no mask for that view and frame (its mask is then all zeros).
   """
   raw = plan.raw
   num_poses = len(plan.pose_world)
@@ -132,15 +126,15 @@ def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
       images, crops_bg, masks, has_masks = [], [], [], []
       for view in range(NUM_VIEWS):
         box = framing.scale_box(geometry["box"][view], plan.scales[view])
-        images.append(encode_png(framing.crop_frame(decoded[view][1], box, size)))
-        crops_bg.append(encode_png(framing.crop_frame(backgrounds[view], box, size)))
+        images.append(framing.crop_frame(decoded[view][1], box, size))
+        crops_bg.append(framing.crop_frame(backgrounds[view], box, size))
         mask = _mask_crop(mask_files[view], index, geometry["box"][view],
                           np.asarray(cameras.res[view]), size)
         has_masks.append(mask is not None)
-        masks.append(encode_png(mask if mask is not None
-                                else np.zeros((size, size), np.uint8)))
+        masks.append(mask if mask is not None else np.zeros((size, size), np.uint8))
       yield f"{raw.subject}/{raw.sequence}/{index:05d}", {
-          "images": images, "backgrounds": crops_bg, "masks": masks,
+          "images": np.stack(images), "backgrounds": np.stack(crops_bg),
+          "masks": np.stack(masks),
           "has_masks": np.asarray(has_masks, bool),
           "R": np.asarray(cameras.R, np.float32), "t": np.asarray(cameras.t, np.float32),
           "K": geometry["K"], "pose_3d_world": np.asarray(plan.pose_world[index], np.float32),

@@ -21,9 +21,10 @@ import numpy as np
 import PIL.Image
 
 from data_prep import crops
+from data_prep.synthetic_multiview import features as multiview_record
 from geopose_jax.geometry import cameras as cameras_lib
 
-CROP_SIZE = 128
+CROP_SIZE = multiview_record.CROP_SIZE
 # Margin around the projected joints: a body radius (mm) at the root's depth, then a factor
 # (the synthetic default's choice, so both datasets frame the person alike).
 BODY_PAD_MM = 140.0

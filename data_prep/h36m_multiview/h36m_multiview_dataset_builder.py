@@ -43,7 +43,7 @@ from data_prep.h36m_multiview import examples
 from data_prep.h36m_multiview import framing
 from data_prep.h36m_multiview import layout
 from data_prep.h36m_multiview import media
-from data_prep.synthetic_multiview import records as synthetic_records
+from data_prep.synthetic_multiview import features as multiview_record
 from geopose_jax.data import vocab
 from geopose_jax.geometry import cameras as cameras_lib
 
@@ -103,9 +103,9 @@ def make_config(frame_step: int = DEFAULT_FRAME_STEP,
       train_subjects=train, test_subjects=test)
 
 
-def features() -> tfds.features.FeaturesDict:
-  """The synthetic default's record features plus `has_masks`."""
-  fields = dict(synthetic_records.features().items())
+def record_features() -> tfds.features.FeaturesDict:
+  """The synthetic default's multi-view record features plus `has_masks`."""
+  fields = dict(multiview_record.multiview_features(framing.CROP_SIZE).items())
   fields["has_masks"] = tfds.features.Tensor(
       shape=(examples.NUM_VIEWS,), dtype=np.bool_,
       doc="False where the release has no foreground mask for the view (mask all zeros)")
@@ -148,7 +148,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, description=__doc__, features=features(),
+    return tfds.core.DatasetInfo(builder=self, description=__doc__, features=record_features(),
                                  homepage="http://vision.imar.ro/human3.6m")
 
   def _split_generators(self, dl_manager):
@@ -183,4 +183,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           [plan.videos[view].path for plan in group], config.background_every)
                      for view in range(examples.NUM_VIEWS)]
       for plan in group:
-        yield from examples.sequence_examples(plan, cams, backgrounds, config.frame_step)
+        for key, record in examples.sequence_examples(plan, cams, backgrounds,
+                                                      config.frame_step, framing.CROP_SIZE):
+          yield key, multiview_record.encode_record(record)

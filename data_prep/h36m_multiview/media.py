@@ -64,7 +64,8 @@ def probe_video(path: pathlib.Path) -> VideoInfo:
                      "file is corrupt or truncated, extract it again from the release") from error
 
 
-def iterate_frames(path: pathlib.Path, keep_every: int = 1) -> Iterator[tuple[int, np.ndarray | None]]:
+def iterate_frames(path: pathlib.Path, keep_every: int = 1
+                   ) -> Iterator[tuple[int, np.ndarray | None]]:
   """Decodes a video in order: yields (index, (H, W, 3) uint8 RGB or None).
 
   Every frame is decoded (inter-frame codecs need it) but only every `keep_every`-th one
