@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from geopose_jax.models.tcn import (BatchNorm, TemporalEncoder, check_filter_widths, leaky_relu,
-                                    target_index, torch_bias_init, torch_kernel_init)
+                                    reshape_keep_batch, target_index, torch_bias_init,
+                                    torch_kernel_init)
 
 # (name, Human3.6M joints) in the original's order: Torso, LArm, RArm, LLeg, RLeg.
 JOINT_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (
@@ -86,7 +87,8 @@ def group_inputs(windows: jax.Array, target: int) -> list[jax.Array]:
   out = []
   for _, joints in JOINT_GROUPS:
     idx = np.asarray(joints)
-    parts = [a[:, :, idx].reshape(n, t, -1) for a in (windows, positional, temporal)]
+    parts = [reshape_keep_batch(a[:, :, idx], (n, t, 2 * len(joints)))
+             for a in (windows, positional, temporal)]
     out.append(jnp.concatenate(parts, axis=-1))
   return out
 
@@ -125,11 +127,11 @@ class RIE(nn.Module):
       raise ValueError(f"expected 2D poses (B, T, 17, 2) with T a multiple of the receptive field "
                        f"{field}, got shape {pose_2d.shape}")
     batch, num_windows = pose_2d.shape[0], pose_2d.shape[1] // field
-    windows = pose_2d.reshape(batch * num_windows, field, NUM_JOINTS, 2)
+    windows = reshape_keep_batch(pose_2d, (batch * num_windows, field, NUM_JOINTS, 2))
     target = target_index(widths, self.causal)
     encoders_train = train and not self.frozen_encoders
 
-    current = windows[:, target].reshape(windows.shape[0], -1)
+    current = reshape_keep_batch(windows[:, target], (windows.shape[0], 2 * NUM_JOINTS))
     global_features = FCBlock(self.latent_dim, self.fc_hidden, 2, self.fc_dropout,
                               name="global_encoder")(current, encoders_train)
     local = []
@@ -148,6 +150,6 @@ class RIE(nn.Module):
       features.append(global_features)
       decoded = FCBlock(len(joints) * 3, self.fc_hidden, 1, self.fc_dropout,
                         name=f"decoder_{name}")(jnp.concatenate(features, axis=-1), train)
-      outputs.append(decoded.reshape(-1, len(joints), 3))
+      outputs.append(reshape_keep_batch(decoded, (decoded.shape[0], len(joints), 3)))
     pose_3d = jnp.concatenate(outputs, axis=1)[:, _TO_H36M]
-    return pose_3d.reshape(batch, num_windows, NUM_JOINTS, 3)
+    return reshape_keep_batch(pose_3d, (batch, num_windows, NUM_JOINTS, 3))

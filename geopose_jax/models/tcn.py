@@ -103,11 +103,23 @@ class StridedConv(nn.Module):
     if length % self.width:
       raise ValueError(f"sequence length {length} is not a multiple of the filter width {self.width}")
     kernel = self.param("kernel", torch_kernel_init, (self.width, channels, self.features))
-    y = x.reshape(batch, length // self.width, self.width * channels) @ kernel.reshape(
-        self.width * channels, self.features)
+    y = reshape_keep_batch(x, (batch, length // self.width, self.width * channels)) @ (
+        kernel.reshape(self.width * channels, self.features))
     if self.use_bias:
       y = y + self.param("bias", torch_bias_init(self.width * channels), (self.features,))
     return y
+
+
+def reshape_keep_batch(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """x.reshape(shape) that keeps the leading (batch) axis's sharding under an explicit mesh,
+  where JAX cannot infer the output sharding of a reshape that splits an axis."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  spec = getattr(sharding, "spec", ())
+  if not any(s is not None for s in spec) or tuple(x.shape) == tuple(shape):
+    return x.reshape(shape)
+  out = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(
+      spec[0], *([None] * (len(shape) - 1))))
+  return jax.lax.reshape(x, shape, out_sharding=out)
 
 
 def leaky_relu(x: jax.Array) -> jax.Array:
@@ -174,10 +186,10 @@ class TemporalConvNet(nn.Module):
     if pose_2d.ndim != 4:
       raise ValueError(f"expected 2D poses (B, T, J, 2), got shape {pose_2d.shape}")
     batch, length = pose_2d.shape[:2]
-    x = pose_2d.reshape(batch, length, -1)
+    x = reshape_keep_batch(pose_2d, (batch, length, pose_2d.shape[2] * pose_2d.shape[3]))
     y = TemporalEncoder(self.filter_widths, self.channels, self.num_joints_out * 3, self.dropout,
                         self.causal, nn.relu, name="encoder")(x, train, bn_momentum)
-    return y.reshape(batch, y.shape[1], self.num_joints_out, 3)
+    return reshape_keep_batch(y, (batch, y.shape[1], self.num_joints_out, 3))
 
 
 def count_parameters(params) -> int:
