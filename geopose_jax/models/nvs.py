@@ -121,6 +121,7 @@ def resize_bilinear_align_corners(x: jax.Array, height: int, width: int) -> jax.
   Separable: two small dense interpolation matrices (exact, and matmuls on every backend;
   `jax.image.resize` uses half-pixel centres instead).
   """
+  x = jnp.asarray(x)
   rows = jnp.asarray(align_corners_matrix(x.shape[1], height), x.dtype)
   cols = jnp.asarray(align_corners_matrix(x.shape[2], width), x.dtype)
   precision = jax.lax.Precision.HIGHEST if x.dtype == jnp.float32 else None
