@@ -25,6 +25,7 @@ import tqdm
 
 from data_prep import crops
 from data_prep.synthetic_multiview import body
+from data_prep.synthetic_multiview import features as features_lib
 from data_prep.synthetic_multiview import render
 from geopose_jax.data import motion
 from geopose_jax.data import vocab
@@ -195,3 +196,8 @@ def generate(frames: Sequence[FramePlan], options: RenderOptions = RenderOptions
         bar.update()
   finally:
     bar.close()
+
+
+def features():
+  """The TFDS features of a multi-view record (features.multiview_features)."""
+  return features_lib.multiview_features()

@@ -1,0 +1,76 @@
+"""Builds a dataset by name: `python -m data_prep.build <name> [--data_dir D] [--manual_dir M]`.
+
+Each dataset package registers here by name; its module exposes
+`ensure_built(name, data_dir, *, manual_dir=None, **options) -> tfds builder`, which builds
+unless a complete copy exists (TFDS writes into `incomplete.*` and renames at the end, so
+an interrupted build is never mistaken for a finished one). A name may carry a builder
+config: `synthetic_multiview/tiny`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+
+# Dataset name -> module exposing `ensure_built`.
+REGISTRY: dict[str, str] = {
+    "synthetic_multiview": "data_prep.synthetic_multiview",
+    "h36m_multiview": "data_prep.h36m_multiview",
+    "h36m_poses": "data_prep.h36m_poses",
+}
+
+
+def register(name: str, module: str) -> None:
+  """Adds a dataset to the registry (module path exposing `ensure_built`)."""
+  REGISTRY[name] = module
+
+
+def dataset_module(name: str):
+  """The module that builds `name` (with or without '/config')."""
+  dataset = str(name).partition("/")[0]
+  if dataset not in REGISTRY:
+    raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(REGISTRY)}")
+  return importlib.import_module(REGISTRY[dataset])
+
+
+def ensure_built(name: str, data_dir: str | os.PathLike | None = None, **options):
+  """Builds `name` into `data_dir` (default configs.common.default_data_dir()) if absent.
+
+  Returns the prepared TFDS builder. `options` (e.g. manual_dir) go to the dataset's own
+  `ensure_built`.
+  """
+  if data_dir is None:
+    from configs import common  # pylint: disable=g-import-not-at-top
+    data_dir = common.default_data_dir()
+  return dataset_module(name).ensure_built(name, os.fspath(data_dir), **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m data_prep.build", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("name", help=f"dataset[/config], one of {sorted(REGISTRY)}")
+  parser.add_argument("--data_dir", default=None,
+                      help="where datasets are built (default: $GEOPOSE_DATA_DIR or "
+                      "~/.local/share/geopose_jax/datasets)")
+  parser.add_argument("--manual_dir", default=None,
+                      help="folder with licence-gated source files (raw Human3.6M, npz)")
+  args = parser.parse_args(argv)
+  options = {"manual_dir": args.manual_dir} if args.manual_dir else {}
+  start = time.time()
+  try:
+    builder = ensure_built(args.name, args.data_dir, **options)
+  except (ValueError, FileNotFoundError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  splits = {name: split.num_examples for name, split in builder.info.splits.items()}
+  size = sum(split.num_bytes for split in builder.info.splits.values())
+  print(f"{args.name}: {builder.data_dir}\n  examples {splits}, {size / 2**20:.1f} MiB, "
+        f"{time.time() - start:.0f} s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
