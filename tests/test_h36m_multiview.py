@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import pathlib
+import pickle
 import sys
 
 import numpy as np
@@ -18,6 +20,7 @@ from data_prep import synthetic_multiview
 from data_prep.h36m_multiview import background
 from data_prep.h36m_multiview import examples
 from data_prep.h36m_multiview import framing
+from data_prep.h36m_multiview import h36m_multiview_dataset_builder as builder_lib
 from data_prep.h36m_multiview import layout
 from geopose_jax.geometry import cameras as cameras_lib
 from geopose_jax.skeleton import H36M_32_TO_17
@@ -55,7 +58,8 @@ def built(tmp_path_factory):
   root = tmp_path_factory.mktemp("h36m")
   manual, data_dir = root / "manual", root / "data"
   worlds = write_release(manual)
-  builder = h36m_multiview.ensure_built(data_dir=data_dir, manual_dir=manual, config=config())
+  builder = h36m_multiview.ensure_built(data_dir=data_dir, manual_dir=manual, config=config(),
+                                        num_workers=0)
   name = f"{h36m_multiview.NAME}/{builder.builder_config.name}"
   source = tfds.data_source(name, data_dir=str(data_dir))
   # Decoded exactly as the synthetic default's records.
@@ -226,8 +230,9 @@ def _assert_nothing_complete(data_dir: pathlib.Path) -> None:
   assert not h36m_multiview.make_builder(data_dir=data_dir, config=config()).is_prepared()
 
 
-def _build(manual, data_dir, cfg=None):
-  return h36m_multiview.ensure_built(data_dir=data_dir, manual_dir=manual, config=cfg or config())
+def _build(manual, data_dir, num_workers=0):
+  return h36m_multiview.ensure_built(data_dir=data_dir, manual_dir=manual, config=config(),
+                                     num_workers=num_workers)
 
 
 def test_missing_folders_name_themselves(tmp_path):
@@ -299,6 +304,27 @@ def test_interrupted_build_never_reads_as_complete(tmp_path, monkeypatch):
   monkeypatch.setattr(examples, "sequence_examples", original)
   builder = _build(manual, data_dir)
   assert builder.info.splits["train"].num_examples == 2  # frames 0 and 5 of 6
+
+
+def test_worker_jobs_survive_pickling_and_give_the_same_records(built):
+  # The jobs worker processes receive (spawned processes get them pickled); running them
+  # here checks both without paying for a process start.
+  cams = cameras_lib.load_h36m_cameras("S11")
+  plans = [examples.plan_sequence(raw, cams)
+           for raw in layout.subject_sequences(built["manual"], "S11")]
+  jobs = [([plan.videos[view].path for plan in plans], BACKGROUND_EVERY) for view in range(4)]
+  backgrounds = [builder_lib._background_job(pickle.loads(pickle.dumps(job))) for job in jobs]
+  job = (plans[0], framing.numpy_cameras(cams), backgrounds, 5)
+  produced = builder_lib._sequence_job(pickle.loads(pickle.dumps(job)))
+  stored = {r["frame"]: r for r in built["records"]["test"]}
+  assert [key for key, _ in produced] == [f"S11/WalkDog 1/{f:05d}" for f in sorted(stored)]
+  for _, record in produced:
+    expected = stored[record["frame"]]
+    np.testing.assert_array_equal(record["masks"], expected["masks"])
+    np.testing.assert_array_equal(record["pose_2d_crop"], expected["pose_2d_crop"])
+    for key in ("images", "backgrounds"):
+      decoded = np.stack([np.asarray(PIL.Image.open(io.BytesIO(v))) for v in record[key]])
+      np.testing.assert_array_equal(decoded, expected[key])
 
 
 def test_broken_s11_directions_is_skipped_with_a_warning(built, caplog):

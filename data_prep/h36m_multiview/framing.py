@@ -100,8 +100,18 @@ def crop_frame(frame: np.ndarray, box: np.ndarray, size: int = CROP_SIZE,
   filtering (PIL's `reduce`), so the final resampling never skips pixels (no aliasing);
   on {0, 1} masks that factor takes the majority.
   """
-  factor = int(float(box[2]) // size)
+  box = np.asarray(box, np.float64)
+  factor = int(box[2] // size)
   if factor >= 2:
-    frame = np.asarray(PIL.Image.fromarray(np.asarray(frame)).reduce(factor))
-    box = scale_box(box, 1.0 / factor)
+    image = PIL.Image.fromarray(np.asarray(frame))
+    # Only the part of the frame under the box (plus a block of margin) is shrunk; its
+    # corner becomes the origin, at a whole pixel, so positions map as in `scale_box`.
+    lo = np.floor(box[:2] + 0.5) - factor
+    hi = np.ceil(box[:2] + box[2] + 0.5) + factor
+    left, top = (int(v) for v in np.clip(lo, 0, image.size))
+    right, bottom = (int(v) for v in np.clip(hi, 0, image.size))
+    if right <= left or bottom <= top:  # the box lies wholly outside the frame
+      return np.zeros((size, size) + np.shape(frame)[2:], np.uint8)
+    frame = np.asarray(image.reduce(factor, box=(left, top, right, bottom)))
+    box = scale_box(box - np.array([left, top, 0.0]), 1.0 / factor)
   return crops.crop_image(frame, box, size, resample)

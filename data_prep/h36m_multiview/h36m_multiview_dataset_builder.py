@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import itertools
 import logging
+import multiprocessing
 import os
 import pathlib
 from typing import Sequence
@@ -142,7 +143,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     # dependency; the file itself is what it needs.
     return epath.Path(__file__)
 
-  def __init__(self, **kwargs):
+  def __init__(self, *, num_workers: int | None = None, **kwargs):
+    """num_workers: processes decoding and cropping sequences in parallel (0: in this one;
+    default: up to 4, one per core)."""
+    if num_workers is None:
+      num_workers = min(4, os.cpu_count() or 1)
+    if num_workers < 0:
+      raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    self._num_workers = int(num_workers)
     # ArrayRecord files are written and read without TensorFlow.
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
@@ -175,14 +183,46 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, plans: Sequence[examples.SequencePlan]):
     config = self.builder_config
-    for subject, group in itertools.groupby(plans, key=lambda p: p.raw.subject):
-      group = list(group)
-      cams = framing.numpy_cameras(cameras_lib.load_h36m_cameras(subject))
-      _LOG.info("%s: median backgrounds of %d sequences", subject, len(group))
-      backgrounds = [background.median_background(
-          [plan.videos[view].path for plan in group], config.background_every)
-                     for view in range(examples.NUM_VIEWS)]
-      for plan in group:
-        for key, record in examples.sequence_examples(plan, cams, backgrounds,
-                                                      config.frame_step, framing.CROP_SIZE):
-          yield key, multiview_record.encode_record(record)
+    pool = None
+    if self._num_workers:
+      # Spawned, not forked: the parent may hold threads (decoders, JAX) that fork breaks.
+      pool = multiprocessing.get_context("spawn").Pool(self._num_workers)
+    try:
+      for subject, group in itertools.groupby(plans, key=lambda p: p.raw.subject):
+        group = list(group)
+        cams = framing.numpy_cameras(cameras_lib.load_h36m_cameras(subject))
+        _LOG.info("%s: median backgrounds of %d sequences", subject, len(group))
+        jobs = [([plan.videos[view].path for plan in group], config.background_every)
+                for view in range(examples.NUM_VIEWS)]
+        backgrounds = (pool.map(_background_job, jobs) if pool
+                       else [_background_job(job) for job in jobs])
+        jobs = [(plan, cams, backgrounds, config.frame_step) for plan in group]
+        if pool:
+          for records in pool.imap(_sequence_job, jobs):
+            yield from records
+        else:
+          for job in jobs:
+            yield from _sequence_records(*job)
+    finally:
+      if pool is not None:
+        pool.terminate()
+        pool.join()
+
+
+def _background_job(job) -> np.ndarray:
+  """(video paths, sampling step) -> median background; a picklable worker task."""
+  paths, every = job
+  return background.median_background(paths, every)
+
+
+def _sequence_records(plan, cams, backgrounds, frame_step):
+  """Yields one sequence's (key, encoded record)."""
+  _LOG.info("%s %r: %d frames", plan.raw.subject, plan.raw.sequence, len(plan.pose_world))
+  for key, record in examples.sequence_examples(plan, cams, backgrounds, frame_step,
+                                                framing.CROP_SIZE):
+    yield key, multiview_record.encode_record(record)
+
+
+def _sequence_job(job) -> list:
+  """A whole sequence's (key, encoded record) list; a picklable worker task."""
+  return list(_sequence_records(*job))
