@@ -127,22 +127,26 @@ def test_poses_and_cameras_are_consistent(built):
       box = _box_from_intrinsics(k_crop, cams[view])
       np.testing.assert_allclose(crops.crop_points(pinhole[view], box, SIZE),
                                  record["pose_2d_crop"][view], atol=0.05)
-      # Centred on the projected root: the root lands near the crop centre (the box follows
-      # the distorted projection, K is pinhole, so not exactly).
-      assert np.abs(record["pose_2d_crop"][view, 0] - (SIZE / 2 - 0.5)).max() < 0.05 * SIZE
+      # Centred on the projected root: the root lands on the crop centre.
+      np.testing.assert_allclose(record["pose_2d_crop"][view, 0], SIZE / 2 - 0.5, atol=0.01)
 
 
 def test_crops_show_the_person_where_the_intrinsics_put_it(built):
+  # The fake frames draw the person around the *distorted* projection; the crops are
+  # undistorted, so the pinhole K must put every joint on the person.
   person = np.array(fake.PERSON_RGB, float)
   for record in built["records"]["train"] + built["records"]["test"]:
     for view in range(4):
       image = record["images"][view].astype(float)
-      # The root sits inside the person's rectangle; look a few pixels around it.
       u, v = np.round(record["pose_2d_crop"][view, 0]).astype(int)
       patch = image[v - 3:v + 4, u - 3:u + 4]
       assert np.abs(patch - person).max() < 40, (record["sequence"], record["frame"], view)
       # The crop's corners are scene, not person (the box has a margin around the body).
       assert np.abs(image[0, 0] - person).max() > 60
+      if record["has_masks"][view]:
+        # Every joint, extreme ones included, lies on the mask (the person's bounding box).
+        columns, rows = np.round(record["pose_2d_crop"][view]).astype(int).T
+        assert record["masks"][view][rows, columns].all()
 
 
 def test_masks_where_present_zero_and_flagged_where_absent(built):
@@ -172,11 +176,29 @@ def test_backgrounds_are_the_per_pixel_median(built):
     np.testing.assert_array_equal(full, reference)
     calibration = framing.numpy_cameras(cameras_lib.load_h36m_cameras("S1"))
     scale = fake.VIDEO_SIZES[view][0] / calibration.res[view, 0]
+    rng = np.random.default_rng(view)
     for record in built["records"]["train"]:
-      box = _box_from_intrinsics(np.asarray(record["K"][view], np.float64), calibration[view])
-      expected = crops.crop_image(reference, framing.scale_box(box, scale), SIZE)
-      stored = record["backgrounds"][view].astype(int)
-      assert np.abs(stored - expected).mean() < 1.0
+      # A hand-made reference at some pixels: the ray of the crop pixel through the real
+      # (distorted) camera, to frame pixels, bilinear interpolation of the median.
+      k_crop = np.asarray(record["K"][view], np.float64)
+      for row, column in rng.integers(0, SIZE, (20, 2)):
+        ray = np.array([[(column - k_crop[0, 2]) / k_crop[0, 0],
+                         (row - k_crop[1, 2]) / k_crop[1, 1], 1.0]])
+        u, v = (cameras_lib.project_distorted(ray, calibration[view])[0] + 0.5) * scale - 0.5
+        expected = _bilinear(reference, u, v)
+        stored = record["backgrounds"][view][row, column].astype(float)
+        assert np.abs(stored - expected).max() <= 1.0, (row, column)
+
+
+def _bilinear(image: np.ndarray, u: float, v: float) -> np.ndarray:
+  """(C,) value of an (H, W, C) image at (u, v), pixel centres at integers, black outside."""
+  u0, v0 = int(np.floor(u)), int(np.floor(v))
+  value = np.zeros(image.shape[-1])
+  for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):
+    weight = (1 - abs(u - u0 - du)) * (1 - abs(v - v0 - dv))
+    if 0 <= v0 + dv < image.shape[0] and 0 <= u0 + du < image.shape[1]:
+      value += weight * image[v0 + dv, u0 + du]
+  return value
 
 
 def test_naming_variants_are_matched(tmp_path):
@@ -187,35 +209,60 @@ def test_naming_variants_are_matched(tmp_path):
     layout.sequence_key("Dancing 1", tmp_path)
 
 
-def test_frame_scale_and_box_mapping():
+def test_frame_scale_and_pixel_mapping():
   res = np.array([1000.0, 1002.0])
   assert framing.frame_scale(1000, 1002, res, "v.mp4") == 1.0
   assert framing.frame_scale(1000, 1000, res, "v.mp4") == 1.0  # the 1000 px tall variant
   assert framing.frame_scale(64, 64, res, "v.mp4") == pytest.approx(0.064)
   with pytest.raises(ValueError, match="v.mp4: frames are 64x48"):
     framing.frame_scale(64, 48, res, "v.mp4")
-  # A point keeps its place relative to a box when both move to a finer grid.
-  box = np.array([100.0, 50.0, 400.0])
-  point = np.array([[300.0, 260.0]])
-  fine = framing.scale_box(box, 2.5)
-  np.testing.assert_allclose(crops.crop_points((point + 0.5) * 2.5 - 0.5, fine, SIZE),
-                             crops.crop_points(point, box, SIZE), atol=1e-9)
+  # Image edges map to image edges (pixel centres at integers, edges at -0.5, W - 0.5).
+  edges = np.array([[-0.5, -0.5], [999.5, 999.5]])
+  np.testing.assert_allclose(framing.to_frame_pixels(edges, 0.064), [[-0.5, -0.5],
+                                                                      [63.5, 63.5]])
 
 
-def test_large_boxes_are_shrunk_without_moving_the_crop():
-  # On a linear ramp box filtering changes nothing, so the pre-shrunk crop must equal the
-  # direct one: the shrink keeps the coordinates.
+def test_crop_sample_points_without_distortion_are_the_box():
+  camera = framing.numpy_cameras(cameras_lib.load_h36m_cameras("S1"))[1]
+  camera = camera.replace(k=np.zeros(3), p=np.zeros(2))
+  box = np.array([310.0, 150.5, 420.0])
+  k_crop = crops.crop_intrinsics(camera.f, camera.c, box, SIZE)
+  points = framing.crop_sample_points(k_crop, camera)
+  rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+  grid = np.stack([columns, rows], -1).reshape(-1, 2).astype(float)
+  expected = crops.uncrop_points(grid, box, SIZE).reshape(SIZE, SIZE, 2)
+  np.testing.assert_allclose(points, expected, atol=1e-3)
+
+
+def _box_points(box: np.ndarray) -> np.ndarray:
+  """(SIZE, SIZE, 2) frame pixels of the crop pixel centres of an axis-aligned box."""
+  rows, columns = np.mgrid[0:SIZE, 0:SIZE]
+  grid = np.stack([columns, rows], -1).reshape(-1, 2).astype(float)
+  return crops.uncrop_points(grid, box, SIZE).reshape(SIZE, SIZE, 2)
+
+
+def test_large_crops_are_shrunk_without_moving_or_aliasing():
   v, u = np.mgrid[0:600, 0:800].astype(float)
-  ramp = np.stack([u * 0.3, v * 0.4, 100 + 0 * u], -1).astype(np.uint8)
   box = np.array([153.2, 97.7, 410.0])
-  direct = crops.crop_image(ramp, box, SIZE).astype(int)
-  shrunk = framing.crop_frame(ramp, box, SIZE).astype(int)
+  points = _box_points(box)
+  # On a linear ramp box filtering changes nothing, so the pre-shrunk crop equals the
+  # direct one (a box side below 2 crops turns the shrink off): coordinates are kept.
+  ramp = np.stack([u * 0.3, v * 0.4, 100 + 0 * u], -1).astype(np.uint8)
+  direct = framing.sample_crop(ramp, points, box_side_px=SIZE).astype(int)
+  shrunk = framing.sample_crop(ramp, points, box_side_px=box[2]).astype(int)
   assert np.abs(direct - shrunk).max() <= 1
+  np.testing.assert_allclose(direct, crops.crop_image(ramp, box, SIZE), atol=1)
   # A one-pixel checkerboard comes out near grey instead of aliasing into black and white
   # (the 3x3 blocks of a factor-3 shrink hold 4 or 5 white pixels of 9).
   checker = ((u + v) % 2 * 255).astype(np.uint8)
-  assert np.abs(crops.crop_image(checker, box, SIZE).astype(int) - 127).max() > 100
-  assert np.abs(framing.crop_frame(checker, box, SIZE).astype(int) - 127).max() <= 16
+  assert np.abs(framing.sample_crop(checker, points, SIZE).astype(int) - 127).max() > 100
+  assert np.abs(framing.sample_crop(checker, points, box[2]).astype(int) - 127).max() <= 16
+  # Masks: coverage >= 1/2 after the same shrink; a half plane stays a half plane.
+  half = (u >= 358.0).astype(np.uint8)
+  mask = framing.sample_crop(half, points, box[2], threshold=True)
+  assert set(np.unique(mask)) == {0, 1}
+  column = (358.0 - 0.5 - box[0]) * SIZE / box[2] - 0.5  # where the edge falls in the crop
+  assert np.all(mask[:, :int(column) - 1] == 0) and np.all(mask[:, int(column) + 2:] == 1)
 
 
 # ------------------------------------------------------------------------------- bad input

@@ -13,7 +13,6 @@ import logging
 from typing import Iterator, Sequence
 
 import numpy as np
-import PIL.Image
 
 from data_prep.h36m_multiview import framing
 from data_prep.h36m_multiview import layout
@@ -83,19 +82,26 @@ def plan_sequence(raw: layout.RawSequence, cameras: cameras_lib.Camera) -> Seque
   return SequencePlan(raw, pose, tuple(videos), tuple(scales))
 
 
-def _mask_crop(masks: media.MaskFile | None, index: int, box: np.ndarray,
-               res: np.ndarray, size: int) -> np.ndarray | None:
-  """(size, size) uint8 {0, 1} crop of frame `index`'s mask, None without a mask."""
+def _mask_crop(masks: media.MaskFile | None, index: int, points_px: np.ndarray,
+               box_side_px: float, res: np.ndarray) -> np.ndarray | None:
+  """(S, S) uint8 {0, 1} crop of frame `index`'s mask, None without a mask.
+
+  Args:
+    points_px: (S, S, 2) calibrated-image pixels to sample (framing.crop_sample_points).
+    box_side_px: the crop's side in calibrated-image pixels.
+    res: the calibrated (width, height).
+  """
   if masks is None or index >= masks.num_frames:
     return None
   mask = masks.frame(index)
   scale = framing.frame_scale(mask.shape[1], mask.shape[0], res, str(masks.path))
-  return framing.crop_frame(mask, framing.scale_box(box, scale), size, PIL.Image.NEAREST)
+  return framing.sample_crop(mask, framing.to_frame_pixels(points_px, scale),
+                             box_side_px * scale, threshold=True)
 
 
 def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
-                      backgrounds: Sequence[np.ndarray], frame_step: int,
-                      size: int = framing.CROP_SIZE) -> Iterator[tuple[str, dict]]:
+                      backgrounds: Sequence[np.ndarray], frame_step: int
+                      ) -> Iterator[tuple[str, dict]]:
   """Yields (key, record) for frames 0, frame_step, ... of one sequence.
 
   Args:
@@ -103,13 +109,12 @@ def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
     cameras: the subject's cameras, float64 numpy (framing.numpy_cameras).
     backgrounds: 4 full-frame (H, W, 3) uint8 backgrounds, each in its video's pixels.
     frame_step: keep every this many 50 fps frames (5: 10 fps).
-    size: crop side.
 
   Records are in the decoded multi-view layout (data_prep/synthetic_multiview/features.py:
   images as arrays, not yet encoded), plus `has_masks` (4,) bool: False where the release
   has no mask for that view and frame (its mask is then all zeros).
   """
-  raw = plan.raw
+  raw, size = plan.raw, framing.CROP_SIZE
   num_poses = len(plan.pose_world)
   mask_files = [media.MaskFile(p) if p is not None else None for p in raw.mask_paths]
   decoders = [media.iterate_frames(v.path, keep_every=frame_step) for v in plan.videos]
@@ -122,14 +127,16 @@ def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
         break
       if index % frame_step:
         continue
-      geometry = framing.frame_geometry(plan.pose_world[index], cameras, size)
+      geometry = framing.frame_geometry(plan.pose_world[index], cameras)
       images, crops_bg, masks, has_masks = [], [], [], []
       for view in range(NUM_VIEWS):
-        box = framing.scale_box(geometry["box"][view], plan.scales[view])
-        images.append(framing.crop_frame(decoded[view][1], box, size))
-        crops_bg.append(framing.crop_frame(backgrounds[view], box, size))
-        mask = _mask_crop(mask_files[view], index, geometry["box"][view],
-                          np.asarray(cameras.res[view]), size)
+        points = framing.crop_sample_points(geometry["K"][view], cameras[view], size)
+        side = float(geometry["box"][view][2])
+        scale = plan.scales[view]
+        in_frame = framing.to_frame_pixels(points, scale)
+        images.append(framing.sample_crop(decoded[view][1], in_frame, side * scale))
+        crops_bg.append(framing.sample_crop(backgrounds[view], in_frame, side * scale))
+        mask = _mask_crop(mask_files[view], index, points, side, np.asarray(cameras.res[view]))
         has_masks.append(mask is not None)
         masks.append(mask if mask is not None else np.zeros((size, size), np.uint8))
       yield f"{raw.subject}/{raw.sequence}/{index:05d}", {

@@ -12,9 +12,11 @@ foreground mask for the view (its mask is all zeros).
 How a record is made (see framing.py, examples.py, background.py):
 - poses: MyPoseFeatures/D3_Positions/*.cdf (world mm, 32 joints -> 17);
 - frames: every `frame_step`-th frame of the 50 fps videos (5: 10 fps), decoded with PyAV;
-- crops: a square box centred on the projected root, side from the projected joints plus
-  a body radius, resampled to 128 x 128; K is the crop's pinhole intrinsics. Videos of
-  another size than the calibration are treated as scaled copies of it (framing.py);
+- crops: the synthetic default's framing (a square box centred on the projected root,
+  side from the projected joints plus a body radius; K the crop's pinhole intrinsics),
+  resampled to 128 x 128 through the real lens model, so the crops are undistorted and
+  K X lands on the body. Videos of another size than the calibration are treated as
+  scaled copies of it (framing.py);
 - backgrounds: per subject and camera, the per-pixel median over every
   `background_every`-th frame of all that subject's videos of that camera, cropped with
   each record's box;
@@ -218,8 +220,7 @@ def _background_job(job) -> np.ndarray:
 def _sequence_records(plan, cams, backgrounds, frame_step):
   """Yields one sequence's (key, encoded record)."""
   _LOG.info("%s %r: %d frames", plan.raw.subject, plan.raw.sequence, len(plan.pose_world))
-  for key, record in examples.sequence_examples(plan, cams, backgrounds, frame_step,
-                                                framing.CROP_SIZE):
+  for key, record in examples.sequence_examples(plan, cams, backgrounds, frame_step):
     yield key, multiview_record.encode_record(record)
 
 
