@@ -117,23 +117,26 @@ def sample_crop(frame: np.ndarray, points_px: np.ndarray, box_side_px: float,
     (S, S[, C]) uint8; points outside the frame are black (0).
   """
   frame = np.asarray(frame)
-  if threshold:  # full range, so shrinking keeps the coverage to 1/255
-    frame = (frame > 0).astype(np.uint8) * 255
   points = np.asarray(points_px, np.float64)
   size = points.shape[0]
-  factor = int(box_side_px // size)
+  factor = max(1, int(box_side_px // size))
+  # Only the region under the points (plus a margin) is read; its corner, a whole pixel,
+  # becomes the origin.
+  lo = np.floor([points[..., 0].min(), points[..., 1].min()]) - factor - 1
+  hi = np.ceil([points[..., 0].max(), points[..., 1].max()]) + factor + 2
+  width_height = (frame.shape[1], frame.shape[0])
+  left, top = (int(v) for v in np.clip(lo, 0, width_height))
+  right, bottom = (int(v) for v in np.clip(hi, 0, width_height))
+  if right <= left or bottom <= top:  # wholly outside the frame
+    return np.zeros((size, size) + frame.shape[2:], np.uint8)
+  region = np.ascontiguousarray(frame[top:bottom, left:right])
+  if threshold:  # full range, so shrinking keeps the coverage to 1/255
+    region = (region > 0).astype(np.uint8) * 255
+  points = points - np.array([left, top])
   if factor >= 2:
-    image = PIL.Image.fromarray(frame)
-    # Only the region under the points (plus a block of margin) is shrunk; its corner,
-    # a whole pixel, becomes the origin.
-    lo = np.floor(points.reshape(-1, 2).min(0) + 0.5) - factor
-    hi = np.ceil(points.reshape(-1, 2).max(0) + 0.5) + factor
-    left, top = (int(v) for v in np.clip(lo, 0, image.size))
-    right, bottom = (int(v) for v in np.clip(hi, 0, image.size))
-    if right <= left or bottom <= top:  # wholly outside the frame
-      return np.zeros((size, size) + frame.shape[2:], np.uint8)
-    frame = np.asarray(image.reduce(factor, box=(left, top, right, bottom)))
-    points = (points - np.array([left, top]) + 0.5) / factor - 0.5
+    region = np.asarray(PIL.Image.fromarray(region).reduce(factor))
+    points = (points + 0.5) / factor - 0.5
+  frame = region
   coordinates = [points[..., 1], points[..., 0]]  # (row, column)
   channels = frame[..., None] if frame.ndim == 2 else frame
   sampled = np.stack([
