@@ -25,12 +25,12 @@ from data_prep.h36m_multiview import layout
 from geopose_jax.geometry import cameras as cameras_lib
 from geopose_jax.skeleton import H36M_32_TO_17
 
-# S1: a pose/video naming variant (TakingPhoto / Photo) and a sequence without sub-action
-# number with masks; S11: another variant (WalkDog / WalkingDog) and the broken
-# "Directions", which must be skipped.
+# S1: a pose/video naming variant (TakingPhoto / Photo) and a sequence numbered in the
+# videos and masks but not in the pose file, with masks; S11: another variant (WalkDog /
+# WalkingDog) and the broken "Directions", which must be skipped.
 RELEASE = {
     "S1": [fake.FakeSequence("TakingPhoto 1", "Photo 1", 12, 13, seed=1),
-           fake.FakeSequence("Walking", "Walking", 12, 14, masks=True, seed=2)],
+           fake.FakeSequence("Walking", "Walking 1", 12, 14, masks=True, seed=2)],
     "S11": [fake.FakeSequence("WalkDog 1", "WalkingDog 1", 11, 11, seed=3),
             fake.FakeSequence("Directions", "Directions", 6, 6, seed=4)],
 }
@@ -207,6 +207,31 @@ def test_naming_variants_are_matched(tmp_path):
   assert layout.sequence_key("Walking 2", tmp_path) == layout.sequence_key("Walking_2", tmp_path)
   with pytest.raises(ValueError, match="Dancing 1"):
     layout.sequence_key("Dancing 1", tmp_path)
+
+
+def test_pose_files_pair_with_their_videos(tmp_path):
+  def pair(poses, videos, subject="S1"):
+    keys = {name: layout.sequence_key(name, tmp_path) for name in poses}
+    files = {(name, camera): tmp_path / f"{name}.{camera}.mp4"
+             for name in videos for camera in fake.CAMERA_IDS}
+    pairs = layout._pair_files(subject, keys, files)  # pylint: disable=protected-access
+    camera = fake.CAMERA_IDS[0]
+    return {name: pairs[(name, camera)].name.split(".")[0]
+            for name in poses if (name, camera) in pairs}
+
+  # Sequences with and without a number are different sequences; names win over keys.
+  assert pair(["Directions", "Directions 1"], ["Directions 1", "Directions"]) == {
+      "Directions": "Directions", "Directions 1": "Directions 1"}
+  assert pair(["TakingPhoto", "WalkingDog 2"], ["Photo", "WalkDog 2"]) == {
+      "TakingPhoto": "Photo", "WalkingDog 2": "WalkDog 2"}
+  # Numbering differs: paired only when one file of the action is left for one pose file.
+  assert pair(["Eating", "Eating 2"], ["Eating 1", "Eating 2"]) == {
+      "Eating": "Eating 1", "Eating 2": "Eating 2"}
+  assert pair(["Eating", "Eating 3"], ["Eating 1", "Eating 2"]) == {}
+  # The broken S11 "Directions" video is never taken for another sequence.
+  assert pair(["Directions 1"], ["Directions"], subject="S11") == {}
+  with pytest.raises(ValueError, match="several files could be sequence 'Photo 1'"):
+    pair(["Photo 1"], ["TakingPhoto 1", "Photo_1"])
 
 
 def test_frame_scale_and_pixel_mapping():

@@ -82,24 +82,65 @@ def _camera_files(folder: pathlib.Path, suffix: str) -> dict[tuple[str, str], pa
   return files
 
 
-def _match(name: str, key: tuple[str, str], camera: str,
-           files: dict[tuple[str, str], pathlib.Path]) -> pathlib.Path | None:
-  """The file of sequence `name` and `camera`: exact name first, else the same key."""
-  if (name, camera) in files:
-    return files[(name, camera)]
-  candidates = []
-  for (other, other_camera), path in files.items():
-    if other_camera != camera or other.lstrip("_").upper().startswith("ALL"):
-      continue
-    try:
-      if sequence_key(other, path) == key:
-        candidates.append(path)
-    except ValueError:
-      continue  # an unrelated file in the folder; only the ones asked for must parse
-  if len(candidates) > 1:
-    raise ValueError(f"{candidates[0].parent}: several files could be sequence {name!r} of "
-                     f"camera {camera}: {[p.name for p in candidates]}; keep one")
-  return candidates[0] if candidates else None
+def _is_concatenation(name: str) -> bool:
+  """Whole-subject concatenations ("_ALL", "ALL 1") of some releases are not sequences."""
+  return name.lstrip("_").upper().startswith("ALL")
+
+
+def _pair_files(subject: str, poses: dict[str, tuple[str, str]],
+                files: dict[tuple[str, str], pathlib.Path]
+                ) -> dict[tuple[str, str], pathlib.Path]:
+  """Pairs pose files with per-camera files (videos or masks) despite naming variants.
+
+  Per camera, in this order: the same name; else the same canonical action and sub-action
+  number ("TakingPhoto 1" / "Photo 1"); else, when exactly one pose file and exactly one
+  file of an action are left over, those two ("Walking" / "Walking 1", with a warning).
+
+  Args:
+    subject: for the known-broken list and messages.
+    poses: pose file name -> its key (sequence_key).
+    files: (name, camera) -> path.
+
+  Returns:
+    (pose name, camera) -> path for the pairs found.
+
+  Raises:
+    ValueError: several files fit one pose file equally.
+  """
+  pairs = {}
+  for camera in H36M_CAMERA_IDS:
+    here = {}
+    for (name, file_camera), path in files.items():
+      if file_camera != camera or _is_concatenation(name):
+        continue
+      try:
+        key = sequence_key(name, path)
+      except ValueError:
+        continue  # an unrelated file in the folder; only pose files must parse
+      if (subject,) + key not in KNOWN_BROKEN:
+        here[name] = (key, path)
+    left = dict(poses)
+    for name in list(left):
+      if name in here:
+        pairs[(name, camera)] = here.pop(name)[1]
+        del left[name]
+    for name, key in list(left.items()):
+      same = [other for other, (other_key, _) in here.items() if other_key == key]
+      if len(same) > 1:
+        raise ValueError(f"{here[same[0]][1].parent}: several files could be sequence "
+                         f"{name!r} of camera {camera}: {sorted(same)}; keep one")
+      if same:
+        pairs[(name, camera)] = here.pop(same[0])[1]
+        del left[name]
+    for action in {key[0] for key in left.values()}:
+      names = [name for name, key in left.items() if key[0] == action]
+      others = [other for other, (other_key, _) in here.items() if other_key[0] == action]
+      if len(names) == 1 and len(others) == 1:
+        path = here.pop(others[0])[1]
+        _LOG.warning("%s: pairing the %s poses %r with %s (the only %s file left)",
+                     path.parent, subject, names[0], path.name, action)
+        pairs[(names[0], camera)] = path
+  return pairs
 
 
 def subject_sequences(root: pathlib.Path, subject: str) -> list[RawSequence]:
@@ -118,32 +159,34 @@ def subject_sequences(root: pathlib.Path, subject: str) -> list[RawSequence]:
       raise FileNotFoundError(f"{folder / part}: no such folder; every subject needs "
                               f"{subject}/{POSE_DIR}/*.cdf and {subject}/{VIDEO_DIR}/*.mp4 "
                               "extracted from the release")
-  videos = _camera_files(folder / VIDEO_DIR, ".mp4")
-  masks = _camera_files(folder / MASK_DIR, ".mat")
-  sequences = []
+  pose_paths = {}
   for pose_path in sorted((folder / POSE_DIR).glob("*.cdf")):
     name = pose_path.stem
-    if name.lstrip("_").upper().startswith("ALL"):  # whole-subject concatenations
+    if _is_concatenation(name):
       continue
-    key = sequence_key(name, pose_path)
-    if (subject,) + key in KNOWN_BROKEN:
+    if (subject,) + sequence_key(name, pose_path) in KNOWN_BROKEN:
       _LOG.warning("%s: skipping %s %r: its video is broken in the Human3.6M release",
-                      pose_path, subject, name)
+                   pose_path, subject, name)
       continue
+    pose_paths[name] = pose_path
+  if not pose_paths:
+    raise FileNotFoundError(f"{folder / POSE_DIR}: holds no usable pose file (*.cdf)")
+  keys = {name: sequence_key(name, path) for name, path in pose_paths.items()}
+  videos = _pair_files(subject, keys, _camera_files(folder / VIDEO_DIR, ".mp4"))
+  masks = _pair_files(subject, keys, _camera_files(folder / MASK_DIR, ".mat"))
+  sequences = []
+  for name, pose_path in pose_paths.items():
     video_paths = []
     for camera in H36M_CAMERA_IDS:
-      video = _match(name, key, camera, videos)
-      if video is None:
+      if (name, camera) not in videos:
         raise FileNotFoundError(
             f"{folder / VIDEO_DIR / f'{name}.{camera}.mp4'}: no such video (nor a naming "
             f"variant of it) for the poses in {pose_path}; extract the subject's videos "
             "from the release, or remove the pose file to leave the sequence out")
-      video_paths.append(video)
-    mask_paths = tuple(_match(name, key, camera, masks) for camera in H36M_CAMERA_IDS)
-    sequences.append(RawSequence(subject, name, key[0], pose_path, tuple(video_paths),
+      video_paths.append(videos[(name, camera)])
+    mask_paths = tuple(masks.get((name, camera)) for camera in H36M_CAMERA_IDS)
+    sequences.append(RawSequence(subject, name, keys[name][0], pose_path, tuple(video_paths),
                                  mask_paths))
-  if not sequences:
-    raise FileNotFoundError(f"{folder / POSE_DIR}: holds no usable pose file (*.cdf)")
   return sequences
 
 
