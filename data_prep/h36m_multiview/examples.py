@@ -73,8 +73,7 @@ def plan_sequence(raw: layout.RawSequence, cameras: cameras_lib.Camera) -> Seque
                                       np.asarray(cameras.res[view]), str(path)))
     if info.num_frames and abs(info.num_frames - len(pose)) > _FRAME_COUNT_SLACK:
       _LOG.warning("%s: %d frames, but %s has %d poses; using the first %d", path,
-                      info.num_frames, raw.pose_path, len(pose),
-                      min(info.num_frames, len(pose)))
+                   info.num_frames, raw.pose_path, len(pose), min(info.num_frames, len(pose)))
   for path in raw.mask_paths:
     if path is not None:
       with media.MaskFile(path):
@@ -157,4 +156,4 @@ def sequence_examples(plan: SequencePlan, cameras: cameras_lib.Camera,
       decoder.close()
   if last + 1 < num_poses - _FRAME_COUNT_SLACK:
     _LOG.warning("%s %r: the videos end after %d frames, before the %d poses of %s",
-                    raw.subject, raw.sequence, last + 1, num_poses, raw.pose_path)
+                 raw.subject, raw.sequence, last + 1, num_poses, raw.pose_path)

@@ -24,6 +24,12 @@ How a record is made (see framing.py, examples.py, background.py):
 Naming variants of the release (TakingPhoto/Photo, WalkingDog/WalkDog, sub-action numbers)
 are matched; S11 "Directions", whose video is broken in the release, is skipped.
 Splits: train = S1, S5, S6, S7, S8; test = S9, S11 (configurable, see `make_config`).
+
+Building reads every video twice (backgrounds, then records), in `num_workers` processes
+(one sequence, or one camera's background, each). The background samples of one subject
+and camera are spooled to the temporary folder ($TMPDIR): a few GB each at full
+resolution, one per busy worker. Every pose file, video header and mask file is checked
+before the first record is written.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ The manual folder holds, per subject (see shared DATA_FORMATS.md):
   S1/MySegmentsMat/ground_truth_bs/<Sequence>.<camera>.mat   foreground masks (optional)
 A sequence is named by its action with an optional sub-action number ("Walking 1",
 "Directions"). The release is not consistent across these folders: "TakingPhoto" and
-"Photo", "WalkingDog" and "WalkDog" name the same action, so files are matched by the
-canonical action and the sub-action number when the exact name is absent. The pose file's
-name is the sequence id; "Directions" and "Directions 1" stay different sequences.
+"Photo", "WalkingDog" and "WalkDog" name the same action, and sub-action numbers may be
+present in one folder and absent in another, so files are paired with a pose file by
+name, else by canonical action and sub-action number, else as the only file of that
+action left over (`_pair_files`). The pose file's name is the sequence id; "Directions"
+and "Directions 1" stay different sequences.
 """
 
 from __future__ import annotations
