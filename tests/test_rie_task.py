@@ -1,0 +1,139 @@
+"""The rie task: schedules, stage-2 freezing, starting points, the evaluation protocol."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import rie as rie_config
+from geopose_jax import metrics
+from geopose_jax import skeleton
+from geopose_jax.models import rie as rie_lib
+from geopose_jax.tasks import rie as task_lib
+from geopose_jax.train import mesh as mesh_lib
+from geopose_jax.train.state import TrainState
+
+
+def test_schedules_follow_the_original():
+  config = rie_config.get_config()
+  # BatchNorm momentum: 0.1 * exp(-epoch / epochs * ln(0.1 / 0.001)), epoch = completed epochs.
+  for step, epoch in [(0, 0), (99, 0), (100, 1), (4_050, 40), (7_999, 79)]:
+    expected = 0.1 * math.exp(-epoch / 80 * math.log(0.1 / 0.001))
+    got = float(task_lib.bn_momentum(step, 100, 8_000, 0.1, 0.001))
+    assert got == pytest.approx(expected, rel=1e-5)
+  labels = {"a": {"kernel": "train"}}
+  _, schedule = task_lib.make_optimizer(config, 100, labels)
+  assert float(schedule(0)) == pytest.approx(1e-3)
+  assert float(schedule(250)) == pytest.approx(1e-3 * 0.95 ** 2)
+  config.stage = 3
+  _, schedule = task_lib.make_optimizer(config, 100, labels)
+  assert float(schedule(0)) == pytest.approx(5e-4)
+
+
+def tiny_config(**model):
+  config = rie_config.get_config("demo")
+  config.model.filter_widths = "3"
+  config.model.channels = 8
+  config.model.latent_dim = 4
+  config.model.fc_hidden = 8
+  config.model.update(model)
+  return config
+
+
+def test_stage2_step_leaves_encoders_bit_identical():
+  config = tiny_config()
+  config.stage = 2
+  model = task_lib.make_model(config)
+  frozen = task_lib.frozen_modules(config)
+  assert frozen == rie_lib.ENCODER_MODULES
+  x = jax.random.uniform(jax.random.key(0), (8, 3, 17, 2), minval=-1, maxval=1)
+  y = jax.random.normal(jax.random.key(1), (8, 17, 3)) * 0.2
+  # Random values by numpy on the model's shapes (compiling the initialisers costs more).
+  shapes = jax.eval_shape(model.init, {"params": jax.random.key(2), "dropout": jax.random.key(3)}, x)
+  rng = np.random.default_rng(0)
+  variables = {"params": jax.tree.map(
+      lambda s: rng.normal(size=s.shape).astype(np.float32) * 0.3, shapes["params"]),
+               "batch_stats": jax.tree.map(lambda s: np.ones(s.shape, np.float32),
+                                           shapes["batch_stats"])}
+  tx, schedule = task_lib.make_optimizer(
+      config, 10, task_lib.trainable_labels(variables["params"], frozen))
+  state = TrainState.create(variables["params"], tx, variables["batch_stats"])
+  step = jax.jit(task_lib.make_train_step(model, frozen, 10, 100, config.optim, schedule))
+  new_state, metrics_ = step(state, {"pose_2d": x, "pose_3d": y}, jax.random.key(4))
+  assert np.isfinite(float(metrics_["loss"]))
+  before, after = variables["params"], jax.device_get(new_state.params)
+  for name in rie_lib.ENCODER_MODULES:
+    for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name])):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for name in ("fusion_torso", "decoder_left_arm"):
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name])))
+  # The original's behaviour: frozen encoders' BatchNorm statistics still follow the data.
+  assert not np.array_equal(variables["batch_stats"]["local_encoder_torso"]["expand_bn"]["mean"],
+                            new_state.batch_stats["local_encoder_torso"]["expand_bn"]["mean"])
+
+
+def test_merge_variables_takes_only_the_named_modules():
+  fresh = {"params": {"global_encoder": {"w": jnp.zeros(2)}, "decoder_torso": {"w": jnp.zeros(3)}},
+           "batch_stats": {}}
+  loaded = {"params": {"global_encoder": {"w": np.ones(2)}, "decoder_torso": {"w": np.ones(4)}}}
+  merged = task_lib.merge_variables(fresh, loaded, ("global_encoder",), "run1")
+  np.testing.assert_array_equal(merged["params"]["global_encoder"]["w"], 1.0)
+  np.testing.assert_array_equal(merged["params"]["decoder_torso"]["w"], 0.0)
+  with pytest.raises(ValueError, match="decoder_torso/w has shape"):
+    task_lib.merge_variables(fresh, loaded, None, "run1")
+
+
+def fake_sequences(split):
+  rng = np.random.default_rng(0 if split == "train" else 1)
+  out = []
+  for action, length in [("Walking", 11), ("Walking", 5), ("Running", 7)]:
+    pose_3d = rng.normal(size=(length, 17, 3)).astype(np.float32) * 0.3
+    pose_3d -= pose_3d[:, :1]
+    out.append(dict(pose_2d=rng.uniform(-1, 1, (length, 17, 2)).astype(np.float32),
+                    pose_3d=pose_3d, subject="S9", action=action, camera=0))
+  return out
+
+
+def test_evaluate_is_the_h36m_protocol_with_flip_average(tmp_path, monkeypatch):
+  monkeypatch.setattr(task_lib, "load_sequences", lambda config, split: fake_sequences(split))
+  config = tiny_config(name="tcn")
+  config.train.batch_size = 8
+  config.eval.batch_size = 8
+  config.eval.frame_stride = 1
+  task = task_lib.build(config, mesh_lib.make_runtime(tmp_path))
+  state = jax.jit(task.init)(jax.random.key(0))
+  result = task.evaluate(state, "test")
+  assert set(result) >= {"mpjpe", "pa_mpjpe", "num_frames", "per_action"}
+  assert result["num_frames"] == 23
+
+  # Independent computation: windows by a loop with edge padding, explicit flip average.
+  model = task_lib.make_model(config)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  p1, p2, actions = [], [], []
+  for seq in fake_sequences("test"):
+    n = len(seq["pose_2d"])
+    windows = np.stack([seq["pose_2d"][[min(max(f + d, 0), n - 1) for d in (-1, 0, 1)]]
+                        for f in range(n)])
+    plain = np.asarray(model.apply(variables, windows))[:, 0]
+    flipped = np.asarray(model.apply(variables, np.asarray(skeleton.flip_pose(windows))))[:, 0]
+    pred = 0.5 * (plain + np.asarray(skeleton.flip_pose(flipped)))
+    p1.append(np.linalg.norm(pred - seq["pose_3d"], axis=-1).mean(-1) * 1000)
+    p2.append(np.asarray(metrics.pa_mpjpe(pred, seq["pose_3d"])) * 1000)
+    actions += [seq["action"]] * n
+  p1, p2, actions = np.concatenate(p1), np.concatenate(p2), np.array(actions)
+  walking, running = actions == "Walking", actions == "Running"
+  assert result["per_action"]["Walking"]["num_frames"] == 16
+  assert result["per_action"]["Walking"]["mpjpe"] == pytest.approx(p1[walking].mean(), abs=0.06)
+  assert result["mpjpe"] == pytest.approx((p1[walking].mean() + p1[running].mean()) / 2, abs=0.06)
+  assert result["pa_mpjpe"] == pytest.approx((p2[walking].mean() + p2[running].mean()) / 2,
+                                             abs=0.06)
+
+
+def test_stage2_needs_a_starting_point(tmp_path):
+  config = tiny_config()
+  config.stage = 2
+  with pytest.raises(ValueError, match="init_from"):
+    task_lib.build(config, mesh_lib.make_runtime(tmp_path))
