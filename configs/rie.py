@@ -47,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.data.name = "h36m_poses"
   config.data.builder_config = "synthetic"  # synthetic | synthetic_noisy | npz | cdf
+  config.data.manual_dir = ""            # licence-gated sources (default <data_dir>/downloads/manual)
   config.data.npz_3d = ""                # VideoPose3D data_3d_h36m.npz (any path)
   config.data.npz_2d = ""                # VideoPose3D data_2d_h36m_*.npz (any path)
   config.data.flip = True                # flip augmentation while training

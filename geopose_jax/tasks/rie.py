@@ -50,6 +50,8 @@ import optax
 from geopose_jax import metrics
 from geopose_jax import skeleton
 from geopose_jax.convert import rie as convert_lib
+from geopose_jax.data import poses as poses_lib
+from geopose_jax.data import windows as windows_lib
 from geopose_jax.models import rie as rie_lib
 from geopose_jax.models import tcn as tcn_lib
 from geopose_jax.train import checkpoint as checkpoint_lib
@@ -175,6 +177,12 @@ def _flat(tree: PyTree) -> dict:
   return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree)) if tree else {}
 
 
+def host_array(value: np.ndarray) -> jax.Array:
+  """A host array brought in at run time, not embedded in the program: under `jax.jit` a
+  closed-over 40 M-parameter checkpoint would otherwise become a constant XLA must fold."""
+  return jax.pure_callback(lambda: value, jax.ShapeDtypeStruct(value.shape, value.dtype))
+
+
 def merge_variables(fresh: dict, loaded: dict, modules: tuple[str, ...] | None,
                     source: str) -> dict:
   """Overwrites `fresh` {'params', 'batch_stats'} with `loaded`'s leaves of `modules` (None:
@@ -192,7 +200,7 @@ def merge_variables(fresh: dict, loaded: dict, modules: tuple[str, ...] | None,
         problems.append(f"{collection}/{'/'.join(path)} has shape {np.shape(have[path])}, "
                         f"the model wants {np.shape(value)}")
       else:
-        merged[path] = jnp.asarray(have[path], dtype=value.dtype)
+        merged[path] = host_array(np.asarray(have[path], dtype=value.dtype))
     out[collection] = flax.traverse_util.unflatten_dict(merged)
   if problems:
     raise ValueError(f"init_from {source}: the checkpoint does not fit this model "
@@ -222,37 +230,17 @@ def load_init_variables(config: ml_collections.ConfigDict, model) -> dict | None
 
 # --------------------------------------------------------------------------- data
 def load_sequences(config: ml_collections.ConfigDict, split: str) -> list[dict]:
-  """Whole sequences of one split of `h36m_poses`: dicts with pose_2d (N, 17, 2) normalised,
-  pose_3d (N, 17, 3) root-relative camera frame (m), subject, action, camera (index)."""
-  records = _read_split(config, split)
+  """Whole sequences of one split of `h36m_poses` (every process gets all of them): dicts with
+  pose_2d (N, 17, 2) normalised, pose_3d (N, 17, 3) root-relative camera frame (m), subject,
+  action, camera (index 0-3)."""
+  table = poses_lib.load_poses(config.data, split)
   out = []
-  for r in records:
-    pose_3d = np.asarray(r["pose_3d_cam"], np.float32)
-    out.append(dict(pose_2d=np.asarray(r["pose_2d"], np.float32),
-                    pose_3d=pose_3d - pose_3d[:, :1], subject=_text(r["subject"]),
-                    action=_text(r["action"]), camera=int(r["camera_index"])))
+  for s, (subject, action, _, _) in enumerate(table.names):
+    frames = slice(table.start[s], table.start[s] + table.length[s])
+    pose_3d = table.pose_3d_cam[frames]
+    out.append(dict(pose_2d=table.pose_2d[frames], pose_3d=pose_3d - pose_3d[:, :1],
+                    subject=subject, action=action, camera=int(table.camera[s])))
   return out
-
-
-def _text(value) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _read_split(config: ml_collections.ConfigDict, split: str):
-  from data_prep.h36m_poses import h36m_poses_dataset_builder as builder_lib  # pylint: disable=g-import-not-at-top
-  d = config.data
-  if d.name != "h36m_poses":
-    raise ValueError(f"--config.data.name={d.name!r}: the rie task reads 'h36m_poses'")
-  if d.npz_3d or d.npz_2d:
-    builder_config = builder_lib.npz_config(d.npz_3d, d.npz_2d)
-  else:
-    builder_config = d.builder_config
-  builder = builder_lib.Builder(config=builder_config, data_dir=d.data_dir)
-  builder.download_and_prepare()
-  if split not in builder.info.splits:
-    raise ValueError(f"h36m_poses/{builder.builder_config.name} has no split {split!r}; "
-                     f"it has {sorted(builder.info.splits)}")
-  return builder.as_data_source(split=split)
 
 
 class WindowSource:
@@ -282,29 +270,38 @@ def _random_flip(example: dict, rng: np.random.Generator) -> dict:
 
 def train_windows(config: ml_collections.ConfigDict, field: int, causal: bool, local_batch: int,
                   process_index: int, process_count: int):
-  """(checkpointable Grain iterator of {pose_2d (b, field, 17, 2), pose_3d (b, 17, 3)},
-  number of training frames). Shuffled, repeated, strided over hosts, flipped at random."""
+  """(checkpointable iterator of {pose_2d (b, field, 17, 2), pose_3d (b, 17, 3), ...},
+  number of training frames). Shuffled, repeated, sharded over hosts, flipped at random.
+
+  Centred windows come from geopose_jax.data.windows; causal windows (ending at the target
+  frame), which that loader does not make, from `WindowSource`.
+  """
+  if not causal:
+    data_config = ml_collections.ConfigDict(config.data.to_dict())
+    data_config.receptive_field = field
+    loader = windows_lib.rie_windows(
+        data_config, split="train", global_batch_size=local_batch * process_count,
+        process_index=process_index, process_count=process_count,
+        seed=config.data.shuffle_seed, shuffle=True, flip=bool(config.data.flip))
+    return loader, poses_lib.load_poses(config.data, "train").num_frames
   source = WindowSource(load_sequences(config, "train"), field, causal)
-  if len(source) < local_batch:
+  if len(source) < local_batch * process_count:
     raise ValueError(f"the training split has {len(source)} frames, fewer than one batch "
-                     f"({local_batch}); lower --config.train.batch_size")
+                     f"({local_batch * process_count}); lower --config.train.batch_size")
   dataset = grain.MapDataset.source(source).shuffle(seed=config.data.shuffle_seed).repeat()
   dataset = dataset[process_index::process_count]
   if config.data.flip:
     dataset = dataset.random_map(_random_flip, seed=config.data.shuffle_seed + 1)
-  dataset = dataset.batch(local_batch, drop_remainder=True)
-  return dataset.to_iter_dataset(), len(source)
+  return dataset.batch(local_batch, drop_remainder=True).to_iter_dataset(), len(source)
 
 
-def find_sequence(config: ml_collections.ConfigDict, split: str, subject: str, action: str,
-                  camera: int) -> dict:
-  """The sequence of `split` with this subject, action and camera index (the first such)."""
-  sequences = load_sequences(config, split)
+def find_sequence(sequences: list[dict], subject: str, action: str, camera: int) -> dict:
+  """The sequence with this subject, action and camera index (the first such)."""
   for seq in sequences:
     if seq["subject"] == subject and seq["action"] == action and seq["camera"] == camera:
       return seq
   have = sorted({(s["subject"], s["action"]) for s in sequences})
-  raise ValueError(f"no {split} sequence of subject {subject!r}, action {action!r}, camera "
+  raise ValueError(f"no sequence of subject {subject!r}, action {action!r}, camera "
                    f"{camera}; set --config.viz.subject/action/camera to one of {have}")
 
 
@@ -375,11 +372,18 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         out.append(np.asarray(jax.device_get(predict(variables, x)))[:len(chunk)])
     return np.concatenate(out) if out else np.zeros((0, 17, 3), np.float32)
 
+  cache: dict[str, list[dict]] = {}
+
+  def sequences(split: str) -> list[dict]:
+    if split not in cache:
+      cache[split] = load_sequences(config, split)
+    return cache[split]
+
   def evaluate(state, split):
     errors = {"mpjpe": [], "pa_mpjpe": []}
     actions = []
     stride = max(1, int(config.eval.frame_stride))
-    for seq in load_sequences(config, split):
+    for seq in sequences(split):
       frames = np.arange(0, len(seq["pose_2d"]), stride)
       predicted = predict_frames(state, seq["pose_2d"], frames)
       target = seq["pose_3d"][frames]
@@ -392,8 +396,13 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
 
   def visualize(state, out_dir: pathlib.Path, step: int):
     from geopose_jax.viz import rie as viz_lib  # pylint: disable=g-import-not-at-top
-    seq = find_sequence(config, config.viz.split, config.viz.subject, config.viz.action,
-                                 config.viz.camera)
+    try:
+      seq = find_sequence(sequences(config.viz.split), config.viz.subject, config.viz.action,
+                          config.viz.camera)
+    except ValueError as e:
+      logging.warning("rie: no picture drawn: %s", e)
+      print(f"rie: no picture drawn: {e}", flush=True)
+      return {}
     frames = np.arange(0, len(seq["pose_2d"]), max(1, int(config.viz.downsample)))
     frames = frames[:config.viz.max_frames] if config.viz.max_frames > 0 else frames
     predicted = predict_frames(state, seq["pose_2d"], frames)
