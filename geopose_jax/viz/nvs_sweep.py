@@ -16,6 +16,7 @@ import pathlib
 import sys
 from typing import Callable, Sequence
 
+from absl import logging
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -201,3 +202,85 @@ def interactive_sweep(synthesize: Callable[[float], np.ndarray], input_image: np
   slider.on_changed(update)
   update(0.0)
   plt.show()
+
+
+def _stamp(step: int) -> str:
+  return f"step{step:07d}"
+
+
+def draw_examples(examples: dict, synthesize: Callable[..., np.ndarray] | None,
+                  out_dir: str | os.PathLike, step: int, num_sweeps: int = 2,
+                  num_angles: int = 37,
+                  predict_poses: Callable[[np.ndarray], np.ndarray] | None = None,
+                  interactive: bool = False) -> dict[str, np.ndarray]:
+  """The NVS pictures of a few test frames: a view grid and yaw sweeps.
+
+  Args:
+    examples: images, backgrounds `(N, V, H, W, 3)` uint8, R `(N, V, 3, 3)` world->camera,
+      pose_3d_cam `(N, V, 17, 3)`, names; view 0 is the input.
+    synthesize: (images `(M, H, W, 3)` uint8, backgrounds `(M, H, W, 3)` uint8, rotations
+      `(M, 3, 3)`) -> `(M, S, S, 3)` uint8 views of each image under its rotation; None
+      draws only the real views (and poses), no synthesis and no sweeps.
+    out_dir: where `views_<step>.png` and `sweep<i>_<step>.{png,gif}` go.
+    num_sweeps: examples that get a sweep; num_angles: angles from -180 to 180 degrees.
+    predict_poses: input images `(N, H, W, 3)` -> `(N, 17, 3)` camera-frame poses, or None.
+    interactive: also open the slider window for example 0 (where a display exists).
+
+  Returns:
+    {"nvs/views": grid, "nvs/sweep<i>": sweep grid} uint8 images for TensorBoard.
+  """
+  images, backgrounds, rotations = examples["images"], examples["backgrounds"], examples["R"]
+  n, v = images.shape[:2]
+  inputs = images[:, 0]
+  drawn = None
+  if synthesize is not None:
+    # Each view re-drawn from view 0: rotation R_v R_0^T, view v's background.
+    to_views = rotations @ np.swapaxes(rotations[:, :1], -1, -2)
+    drawn = synthesize(np.repeat(inputs, v, axis=0),
+                       backgrounds.reshape((n * v,) + backgrounds.shape[2:]),
+                       to_views.reshape(n * v, 3, 3))
+    drawn = drawn.reshape((n, v) + drawn.shape[1:])
+  poses = predict_poses(inputs) if predict_poses is not None else None
+  rows = []
+  for i in range(n):
+    row = [_label(inputs[i], "input")]
+    if drawn is not None:
+      row.append(_label(drawn[i, 0], "recon"))
+    for j in range(1, v):
+      row.append(_label(images[i, j], f"real {j}"))
+      if drawn is not None:
+        row.append(_label(drawn[i, j], f"synth {j}"))
+    if poses is not None:
+      row.append(skeleton_plot.render_poses_3d(
+          [poses[i], examples["pose_3d_cam"][i, 0]], labels=["pred", "GT"],
+          size_px=images.shape[2]))
+    rows.append(row)
+  out_dir = pathlib.Path(out_dir)
+  grid = image_grid.make_grid(rows)
+  image_grid.save_png(out_dir / f"views_{_stamp(step)}.png", grid)
+  pictures = {"nvs/views": grid}
+  if synthesize is None:
+    return pictures
+
+  angles = sweep_angles(num_angles)
+  for i in range(min(num_sweeps, n)):
+    yaws = yaw_rotations(rotations[i, 0], angles)
+    frames = synthesize(np.repeat(inputs[i:i + 1], len(angles), axis=0),
+                        np.repeat(backgrounds[i:i + 1, 0], len(angles), axis=0), yaws)
+    _, _, sweep_grid = write_sweep(
+        out_dir, f"sweep{i}_{_stamp(step)}", inputs[i], list(images[i, 1:]), frames, angles,
+        yaws, pose_gt=examples["pose_3d_cam"][i, 0],
+        pose_pred=None if poses is None else poses[i])
+    pictures[f"nvs/sweep{i}"] = sweep_grid
+
+  if interactive:
+    if display_available():
+      interactive_sweep(
+          lambda angle: synthesize(inputs[:1], backgrounds[:1, 0],
+                                   yaw_rotations(rotations[0, 0], np.array([angle])))[0],
+          inputs[0], rotations[0, 0], pose_gt=examples["pose_3d_cam"][0, 0],
+          pose_pred=None if poses is None else poses[0])
+    else:
+      logging.warning("viz.interactive=True but no display is available; see the sweeps "
+                      "in %s", out_dir)
+  return pictures

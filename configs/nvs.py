@@ -1,0 +1,92 @@
+"""Stage 1 of Rhodin et al. 2018: novel-view synthesis on multi-view video, no 3D labels.
+
+  python launch.py --config=configs/nvs.py            # the paper's network and losses
+  python launch.py --config=configs/nvs.py:demo       # small network at 64x64, ~10 min on 2 CPU cores
+  python launch.py --config=configs/nvs.py:h36m       # Human3.6M (dataset h36m_multiview)
+
+ImageNet weights are optional: --config.model.encoder_weights=<torchvision resnet50 .pth>
+and --config.model.perceptual_weights=<torchvision resnet18 .pth>. Without them the encoder
+starts from scratch and the perceptual loss uses a frozen randomly initialised ResNet-18
+(--config.loss.perceptual_without_weights=off drops the term).
+"""
+
+import ml_collections
+
+from configs import common
+
+# The paper's network; mirrors geopose_jax.models.nvs.PAPER_CONFIG (kept here as plain
+# values so that configs import without JAX).
+PAPER_NET = dict(
+    encoder_depth=(3, 4, 6), width=64, block="bottleneck", layer4_reg_blocks=3,
+    to_vec_channels=(512, 128), to_vec_padded=False, bottleneck_num_latent_points=200,
+    appearance_dim=128, decoder_channels=(32, 64, 128, 256), dropout=0.3, image_size=128,
+    frozen_stem_batch_stats=False)
+
+# A narrow, shallow network at 64x64 for CPU demos: same structure, fewer channels.
+DEMO_NET = dict(
+    encoder_depth=(1, 1, 1), width=16, block="bottleneck", layer4_reg_blocks=1,
+    to_vec_channels=(64, 64), to_vec_padded=True, bottleneck_num_latent_points=200,
+    appearance_dim=32, decoder_channels=(16, 32, 64, 96), dropout=0.3, image_size=64,
+    frozen_stem_batch_stats=False)
+
+
+def model_config(net: dict) -> ml_collections.ConfigDict:
+  model = ml_collections.ConfigDict()
+  model.net = ml_collections.ConfigDict(net)
+  # Optional torchvision checkpoints (ImageNet weights); '' = none.
+  model.encoder_weights = ""
+  model.perceptual_weights = ""
+  # Freeze conv1..layer2 of the encoder as the original does (sensible with ImageNet
+  # weights; from scratch those layers stay random, which still trains, but slower).
+  model.freeze_low_level = True
+  model.frozen_layers = ("encoder/conv1", "encoder/bn1", "encoder/layer1", "encoder/layer2")
+  return model
+
+
+def data_config(config: ml_collections.ConfigDict, dataset: str) -> None:
+  config.data.name = dataset
+  config.data.train_subjects = ("S1", "S5", "S6", "S7", "S8")
+  config.data.test_subjects = ("S9", "S11")
+  config.data.every_nth_frame = 1
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = common.parse_arg(arg, demo=False, h36m=False)
+  config = common.base_config("nvs")
+  data_config(config, "h36m_multiview" if variant.h36m else "synthetic_multiview")
+  config.model = model_config(PAPER_NET)
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.l1_weight = 1.0
+  config.loss.perceptual_weight = 2.0
+  # Without model.perceptual_weights: 'random' (frozen random ResNet-18) or 'off'.
+  config.loss.perceptual_without_weights = "random"
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lr = 1e-3
+
+  config.train.batch_size = 32            # 8 groups of [t a, t b, t' c, t' d]
+  config.train.steps = 400_000
+  config.train.eval_every = 5_000
+  config.train.checkpoint_every = 5_000
+  config.train.viz_every = 5_000
+  config.train.log_every = 100
+  config.eval.batch_size = 32
+  config.eval.max_examples = 2_048
+
+  config.viz.num_examples = 4             # test images in the grid and the sweeps
+  config.viz.sweep_angles = 37            # -180..180 degrees in 10-degree steps
+  config.viz.sweeps = 2                   # how many of the examples get a GIF sweep
+
+  if variant.demo:
+    config.model = model_config(DEMO_NET)
+    config.train.batch_size = 16
+    config.train.steps = 800
+    config.train.log_every = 25
+    config.train.eval_every = 0
+    config.train.checkpoint_every = 400
+    config.train.viz_every = 0
+    config.eval.batch_size = 32
+    config.eval.max_examples = 256
+    config.viz.sweep_angles = 25
+  return config

@@ -1,0 +1,184 @@
+"""NVS stage 1: batch composition, losses, frozen layers, and a short run whose loss falls."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import nvs as nvs_config
+from geopose_jax import losses
+from geopose_jax.models import nvs as nvs_model
+from geopose_jax.tasks import nvs
+from geopose_jax.train.state import TrainState
+
+TINY_NET = dict(
+    encoder_depth=(1, 1, 1), width=4, block="bottleneck", layer4_reg_blocks=1,
+    to_vec_channels=(8, 8), to_vec_padded=True, bottleneck_num_latent_points=8,
+    appearance_dim=4, decoder_channels=(4, 8, 12), dropout=0.0, image_size=16,
+    frozen_stem_batch_stats=False)
+
+
+def tiny_config(**overrides):
+  config = nvs_config.get_config("demo")
+  config.model.net.update(TINY_NET)
+  config.loss.perceptual_without_weights = "off"
+  config.optim.lr = 3e-3
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return config
+
+
+def random_rotations(rng, n):
+  q = rng.normal(size=(n, 4))
+  q /= np.linalg.norm(q, axis=1, keepdims=True)
+  w, x, y, z = q.T
+  return np.stack([
+      np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+      np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+      np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+  ], -2).astype(np.float32)
+
+
+def fake_batch(batch_size=8, size=16, seed=0):
+  """Images of one flat colour per item (item i's colour encodes i), distinct backgrounds."""
+  rng = np.random.default_rng(seed)
+  colours = rng.integers(0, 256, (batch_size, 3))
+  image = np.broadcast_to(colours[:, None, None, :], (batch_size, size, size, 3)).astype(np.uint8)
+  background = (255 - image).copy()
+  return {"image": image.copy(), "background": background,
+          "R": random_rotations(rng, batch_size)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pair_permutations_follow_the_original_composition(seed):
+  batch_size = 16
+  target, appearance = map(np.asarray, nvs.pair_permutations(jax.random.key(seed), batch_size))
+  index = np.arange(batch_size)
+  # Target: the sample itself or its pair partner, and every view is some sample's target.
+  assert set(np.unique(target ^ index)) <= {0, 1}
+  np.testing.assert_array_equal(np.sort(target), index)
+  # One coin per pair: both members swap or neither does.
+  np.testing.assert_array_equal((target ^ index)[0::2], (target ^ index)[1::2])
+  # Appearance: a view of the *other* instant of the same group of 4, never of its own pair.
+  np.testing.assert_array_equal(appearance // 4, index // 4)
+  np.testing.assert_array_equal((appearance // 2) % 2, 1 - (index // 2) % 2)
+
+
+def test_pair_permutations_draw_both_outcomes_evenly():
+  swaps, app_swaps = [], []
+  for seed in range(40):
+    target, appearance = map(np.asarray, nvs.pair_permutations(jax.random.key(seed), 32))
+    swaps.append((target != np.arange(32)).mean())
+    app_swaps.append((appearance % 2 != np.arange(32) % 2).mean())
+  assert 0.35 < np.mean(swaps) < 0.65
+  assert 0.35 < np.mean(app_swaps) < 0.65
+
+
+def test_pair_permutations_reject_partial_groups():
+  with pytest.raises(ValueError, match="multiple of 4"):
+    nvs.pair_permutations(jax.random.key(0), 6)
+
+
+def test_eval_permutations_target_the_other_view_with_own_appearance():
+  target, appearance = nvs.eval_permutations(8)
+  np.testing.assert_array_equal(target, [1, 0, 3, 2, 5, 4, 7, 6])
+  np.testing.assert_array_equal(appearance, np.arange(8))
+
+
+def test_compose_batch_targets_backgrounds_and_rotations():
+  batch = fake_batch(8)
+  target = np.array([1, 0, 2, 3, 5, 4, 6, 7], np.int32)
+  appearance = np.array([2, 3, 1, 0, 7, 6, 4, 5], np.int32)
+  composed = nvs.compose_batch(batch, jnp.asarray(target), jnp.asarray(appearance), 16)
+  norm = lambda x: np.asarray(nvs_model.normalize_image(x))  # noqa: E731
+  np.testing.assert_allclose(composed["images"], norm(batch["image"]), atol=1e-6)
+  np.testing.assert_allclose(composed["targets"], norm(batch["image"][target]), atol=1e-6)
+  # The decoder draws over the *target* view's background.
+  np.testing.assert_allclose(composed["backgrounds"], norm(batch["background"][target]),
+                             atol=1e-6)
+  np.testing.assert_array_equal(composed["appearance"], appearance)
+  # The rotation carries points from camera i into camera target[i]: x_t = x_i R^T.
+  world = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+  for i in range(8):
+    x_i = world @ batch["R"][i].T
+    x_t = world @ batch["R"][target[i]].T
+    np.testing.assert_allclose(x_i @ np.asarray(composed["rotations"][i]).T, x_t, atol=1e-5)
+
+
+class StubNVS(nn.Module):
+  """encode: appearance = mean colour (B, 3), geometry = mean colour as one point (B, 1, 3);
+  decode: background + appearance + 10 * geometry, per pixel. Numbers a test can follow."""
+
+  def encode(self, images, train=False):
+    del train
+    colour = images.mean(axis=(1, 2))
+    return colour, colour[:, None, :]
+
+  def decode(self, appearance, geometry, background, train=False):
+    del train
+    return background + (appearance + 10.0 * geometry[:, 0])[:, None, None, :]
+
+
+def test_synthesis_uses_rotated_latent_swapped_appearance_and_target_background():
+  batch = fake_batch(4)
+  target, appearance = jnp.array([1, 0, 2, 3]), jnp.array([2, 3, 0, 1])
+  c = nvs.compose_batch(batch, target, appearance, 16)
+  output, _ = nvs.synthesize(StubNVS(), {}, c["images"], c["rotations"], c["appearance"],
+                             c["backgrounds"], train=False)
+  colour = np.asarray(c["images"]).mean(axis=(1, 2))
+  rotated = np.einsum("bij,bj->bi", np.asarray(c["rotations"]), colour)  # x R^T per row
+  expected = (np.asarray(nvs_model.normalize_image(batch["background"]))[np.asarray(target)]
+              + (colour[np.asarray(appearance)] + 10.0 * rotated)[:, None, None, :])
+  np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_reconstruction_losses_match_numpy_with_padding():
+  rng = np.random.default_rng(0)
+  out, tgt = rng.normal(size=(2, 4, 5, 5, 3)).astype(np.float32)
+  valid = np.array([True, True, False, True])
+  features = lambda x: [x, 2 * x[:, ::2, ::2]]  # noqa: E731  (a stand-in feature network)
+  terms = losses.reconstruction_losses(jnp.asarray(out), jnp.asarray(tgt), features, 1.0, 2.0,
+                                       jnp.asarray(valid))
+  l1 = np.abs(out - tgt)[valid].mean()
+  perceptual = (np.abs(out - tgt)[valid].mean()
+                + np.abs(2 * out[:, ::2, ::2] - 2 * tgt[:, ::2, ::2])[valid].mean()) / 2
+  np.testing.assert_allclose(terms["l1"], l1, rtol=1e-5)
+  np.testing.assert_allclose(terms["perceptual"], perceptual, rtol=1e-5)
+  np.testing.assert_allclose(terms["loss"], l1 + 2 * perceptual, rtol=1e-5)
+
+
+def test_frozen_prefix_must_name_parameters():
+  params = {"encoder": {"conv1": {"kernel": jnp.zeros(2)}, "fc": {"kernel": jnp.zeros(2)}}}
+  labels = nvs.trainable_labels(params, ("encoder/conv1",))
+  assert labels == {"encoder": {"conv1": {"kernel": "frozen"}, "fc": {"kernel": "trained"}}}
+  with pytest.raises(ValueError, match="encoder/layer9"):
+    nvs.trainable_labels(params, ("encoder/layer9",))
+
+
+def test_training_lowers_the_loss_and_keeps_frozen_layers():
+  config = tiny_config()
+  model = nvs.build_model(config)
+  variables = jax.jit(nvs.make_init_variables(model, 16))(jax.random.key(0))
+  frozen = nvs.frozen_prefixes(config)
+  tx = nvs.make_optimizer(config.optim, variables["params"], frozen)
+  state = TrainState.create(variables["params"], tx, variables["batch_stats"])
+  step = jax.jit(nvs.make_train_step(model, None, config))
+  batch = fake_batch(8)
+  before = state.params
+  history = []
+  for i in range(40):
+    state, metrics = step(state, batch, jax.random.key(i))
+    history.append(float(metrics["loss"]))
+  assert np.isfinite(history).all()
+  assert np.mean(history[-5:]) < 0.8 * np.mean(history[:3]), history
+  np.testing.assert_array_equal(state.params["encoder"]["conv1"]["kernel"],
+                                before["encoder"]["conv1"]["kernel"])
+  np.testing.assert_array_equal(state.params["encoder"]["layer2"]["0"]["conv2"]["kernel"],
+                                before["encoder"]["layer2"]["0"]["conv2"]["kernel"])
+  assert not np.allclose(state.params["encoder"]["fc"]["kernel"],
+                         before["encoder"]["fc"]["kernel"])
