@@ -134,6 +134,8 @@ def render_frame(frame: FramePlan, cams: cameras_lib.Camera,
   rooms = subject_rooms(frame.subject, options.room_scale)
   backgrounds = np.stack([
       render.background_crop(rooms[v], geometry["box"][v], CROP_SIZE, options.room_scale)
+      if render.box_in_room(rooms[v], geometry["box"][v], options.room_scale) else
+      render.room_crop(geometry["K"][v], cams.R[v], cams.t[v], CROP_SIZE)
       for v in range(4)])
   images, masks = render.render_views(
       volumes, look.palette(), geometry["K"], np.asarray(cams.R, np.float32),

@@ -53,12 +53,13 @@ def pixel_rays(k_crop: np.ndarray, rotation: np.ndarray, size: int, ss: int) -> 
 
 def _grid_rays(k, rotation, us, vs):
   """(V, 3, 3) K and R, pixel coordinates us (W,), vs (H,) -> (V, H, W, 3) unit world rays."""
-  u, v = np.meshgrid(us, vs, indexing="xy")
-  pix = np.stack([u, v, np.ones_like(u)], -1).reshape(-1, 3)
-  # Row vectors: world = (K^-1 pix)^T R = pix^T K^-T R.
-  world = pix @ (np.swapaxes(np.linalg.inv(k), -1, -2) @ rotation)   # (V, H*W, 3)
+  # world ray = R^T K^-1 (u, v, 1): affine in u and v, so build it from three columns.
+  m = np.swapaxes(rotation, -1, -2) @ np.linalg.inv(k)                # (V, 3, 3)
+  us = np.asarray(us, np.float64)[None, None, :, None]
+  vs = np.asarray(vs, np.float64)[None, :, None, None]
+  world = (us * m[:, None, None, :, 0] + vs * m[:, None, None, :, 1]) + m[:, None, None, :, 2]
   world /= np.sqrt(_dot3(world, world))[..., None]
-  return world.reshape(len(k), len(vs), len(us), 3)
+  return world
 
 
 def _sphere_t(o, d, centre, radius):
@@ -252,16 +253,30 @@ def room_box(box: np.ndarray, scale: float = ROOM_SCALE) -> tuple[float, float, 
   return (to_room(x0), to_room(y0), to_room(x0 + side), to_room(y0 + side))
 
 
+def box_in_room(room: np.ndarray, box: np.ndarray, scale: float = ROOM_SCALE) -> bool:
+  """Whether a crop box lies inside a `room_image` (with its margin)."""
+  x0, y0, x1, y1 = room_box(box, scale)
+  rows, cols = room.shape[:2]
+  return x0 >= 0 and y0 >= 0 and x1 <= cols and y1 <= rows
+
+
 def background_crop(room: np.ndarray, box: np.ndarray, size: int,
                     scale: float = ROOM_SCALE) -> np.ndarray:
   """(size, size, 3) uint8 crop of a `room_image` rendered at `scale` (antialiased)."""
-  region = room_box(box, scale)
-  rows, cols = room.shape[:2]
-  if region[0] < 0 or region[1] < 0 or region[2] > cols or region[3] > rows:
+  if not box_in_room(room, box, scale):
     raise ValueError(f"crop box {tuple(np.round(box, 1))} reaches beyond the rendered room "
-                     f"margin of {ROOM_MARGIN_PX} px; the subject is too close to the image edge")
+                     f"margin of {ROOM_MARGIN_PX} px; use room_crop")
   pil = PIL.Image.fromarray(room)
-  return np.asarray(pil.resize((size, size), PIL.Image.BILINEAR, box=region))
+  return np.asarray(pil.resize((size, size), PIL.Image.BILINEAR, box=room_box(box, scale)))
+
+
+def room_crop(k_crop: np.ndarray, rotation: np.ndarray, centre: np.ndarray,
+              size: int) -> np.ndarray:
+  """(size, size, 3) uint8 background of one crop rendered ray by ray (any box)."""
+  rays = pixel_rays(np.asarray(k_crop, np.float64)[None], np.asarray(rotation, np.float64)[None],
+                    size, 1)[0]
+  return _to_u8(room_colour(np.asarray(centre, np.float64), rays.reshape(-1, 3))
+                ).reshape(size, size, 3)
 
 
 def _to_u8(x):

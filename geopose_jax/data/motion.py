@@ -278,9 +278,19 @@ def allowed_root_grid(subject: str, spacing_mm: float = 100.0, reach_mm: float =
 
 
 def _inside(grid: np.ndarray, xy: np.ndarray, spacing: float = 100.0) -> np.ndarray:
-  """(N, 2) positions -> (N,) whether each lies within half a spacing of the grid."""
-  d = np.abs(xy[:, None, :] - grid[None]).max(axis=-1)
-  return (d <= spacing / 2).any(axis=1)
+  """(N, 2) positions -> (N,) whether each lies within half a spacing of a (P, 2) grid point.
+
+  The grid lies on a lattice of `spacing`, so this is a lookup in its occupancy image.
+  """
+  origin = grid.min(axis=0)
+  cells = np.round((grid - origin) / spacing).astype(int)
+  occupied = np.zeros(tuple(cells.max(axis=0) + 1), bool)
+  occupied[cells[:, 0], cells[:, 1]] = True
+  index = np.round((xy - origin) / spacing).astype(int)
+  valid = ((index >= 0) & (index < occupied.shape)).all(axis=-1)
+  out = np.zeros(len(xy), bool)
+  out[valid] = occupied[index[valid, 0], index[valid, 1]]
+  return out
 
 
 def _longest_run(mask: np.ndarray) -> tuple[int, int]:
