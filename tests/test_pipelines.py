@@ -242,3 +242,30 @@ def test_batch_size_must_split(poses_config):
     poses.lifter_frames(poses_config, global_batch_size=9, process_count=2)
   with pytest.raises(ValueError, match="multiple of 4"):
     multiview.nvs_pairs(poses_config, global_batch_size=6)
+
+
+def test_worker_processes_give_the_same_batches(multiview_config):
+  config = multiview_config.copy_and_resolve_references()
+  config.num_workers = 1
+  with_workers = multiview.nvs_pairs(config, global_batch_size=8, seed=11)
+  in_process = multiview.nvs_pairs(multiview_config, global_batch_size=8, seed=11)
+  for got, want in zip(itertools.islice(iter(with_workers), 2),
+                       itertools.islice(iter(in_process), 2)):
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_index_batches_global_batches_do_not_depend_on_process_count():
+  from geopose_jax.data import sources
+  single = sources.IndexBatches(23, 8, 1, seed=4, shuffle=True, num_epochs=2)
+  pair = sources.IndexBatches(23, 4, 2, seed=4, shuffle=True, num_epochs=2)
+  assert len(single) == 2 * 3 and len(pair) == 2 * 2 * 3   # ceil(23 / 8) global batches
+  # Process p's run of the source is [p * per_process, (p + 1) * per_process).
+  for epoch in range(2):
+    for k in range(3):
+      whole = single[epoch * 3 + k]
+      parts = [pair[p * pair.per_process + epoch * 3 + k] for p in range(2)]
+      np.testing.assert_array_equal(np.concatenate([p["index"] for p in parts]), whole["index"])
+      np.testing.assert_array_equal(np.concatenate([p["valid"] for p in parts]), whole["valid"])
+  epoch_items = [single[k]["index"][single[k]["valid"]] for k in range(3)]
+  assert sorted(np.concatenate(epoch_items).tolist()) == list(range(23))

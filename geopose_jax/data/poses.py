@@ -92,8 +92,9 @@ def load_poses(data_config: ml_collections.ConfigDict, split: str) -> PoseTable:
 # ----------------------------------------------------------------------------- batches
 
 
-def _frame_pairs(batch, *, table: PoseTable, step: int) -> sources.Record:
-  frame = batch["frame"]
+def _frame_pairs(batch, *, table: PoseTable, frames: np.ndarray, step: int
+                 ) -> sources.Record:
+  frame = frames[batch["index"]]
   sequence = table.sequence_of_frame[frame]
   out = {"pose_2d": table.pose_2d[frame], "pose_2d_next": table.pose_2d[frame + step],
          "subject": table.subject[sequence], "action": table.action[sequence],
@@ -104,7 +105,7 @@ def _frame_pairs(batch, *, table: PoseTable, step: int) -> sources.Record:
 
 
 def _labelled_frames(batch, *, table: PoseTable) -> sources.Record:
-  frame = batch["frame"]
+  frame = batch["index"]
   sequence = table.sequence_of_frame[frame]
   out = {"pose_2d": table.pose_2d[frame],
          "pose_3d_cam": table.pose_3d_cam[frame] * np.float32(1000.0),
@@ -139,9 +140,9 @@ def lifter_frames(data_config: ml_collections.ConfigDict, *, split: str = "train
   frames = np.flatnonzero(has_next)
   if not len(frames):
     raise ValueError(f"no sequence of split {split!r} is longer than frame_step={step}")
-  return sources.make_loader(
-      sources.ArraySource({"frame": frames}), data_config=data_config, batch_size=local,
-      batch_ops=[sources.FnMap(_frame_pairs, table=table, step=step)],
+  return sources.make_batch_loader(
+      len(frames), data_config=data_config, batch_size=local,
+      batch_ops=[sources.FnMap(_frame_pairs, table=table, frames=frames, step=step)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)
 
@@ -159,9 +160,8 @@ def labelled_frames(data_config: ml_collections.ConfigDict, *, split: str = "tes
   """
   local = sources.local_batch_size(global_batch_size, process_count)
   table = load_poses(data_config, split)
-  return sources.make_loader(
-      sources.ArraySource({"frame": np.arange(table.num_frames)}), data_config=data_config,
-      batch_size=local,
+  return sources.make_batch_loader(
+      table.num_frames, data_config=data_config, batch_size=local,
       batch_ops=[sources.FnMap(_labelled_frames, table=table)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)

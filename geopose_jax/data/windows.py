@@ -47,7 +47,7 @@ def window_indices(frame: np.ndarray, start: np.ndarray, length: np.ndarray,
 
 
 def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> sources.Record:
-  frame = batch["frame"]
+  frame = batch["index"]
   sequence = table.sequence_of_frame[frame]
   indices = window_indices(frame, table.start[sequence], table.length[sequence],
                            receptive_field)
@@ -55,19 +55,15 @@ def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> sour
   pose_3d = table.pose_3d_cam[frame]
   pose_3d = pose_3d - pose_3d[:, :1]                         # root-relative, metres
   if "flip" in batch:
-    flip = batch["flip"].astype(bool)
-    pose_2d = np.where(flip[:, None, None, None], skeleton.flip_pose(pose_2d), pose_2d)
-    pose_3d = np.where(flip[:, None, None], skeleton.flip_pose(pose_3d), pose_3d)
+    flip = np.asarray(batch["flip"], bool)
+    pose_2d[flip] = skeleton.flip_pose(pose_2d[flip])
+    pose_3d[flip] = skeleton.flip_pose(pose_3d[flip])
   out = {"pose_2d": pose_2d.astype(np.float32), "pose_3d": pose_3d.astype(np.float32),
          "subject": table.subject[sequence], "action": table.action[sequence],
          "camera": table.camera[sequence]}
   if "valid" in batch:
     out["valid"] = batch["valid"]
   return out
-
-
-def _draw_flip(element, rng: np.random.Generator):
-  return dict(element, flip=np.bool_(rng.random() < 0.5))
 
 
 def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
@@ -91,9 +87,8 @@ def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
   _check_receptive_field(receptive_field)
   local = sources.local_batch_size(global_batch_size, process_count)
   table = poses_lib.load_poses(data_config, split)
-  return sources.make_loader(
-      sources.ArraySource({"frame": np.arange(table.num_frames)}), data_config=data_config,
-      item_ops=[sources.FnRandomMap(_draw_flip)] if flip else [], batch_size=local,
+  return sources.make_batch_loader(
+      table.num_frames, data_config=data_config, batch_size=local,
       batch_ops=[sources.FnMap(_windows, table=table, receptive_field=receptive_field)],
       process_index=process_index, process_count=process_count, seed=seed,
-      shuffle=shuffle, num_epochs=num_epochs)
+      shuffle=shuffle, num_epochs=num_epochs, draw_flips=flip)
