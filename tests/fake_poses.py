@@ -111,7 +111,8 @@ class FakeMultiview(tfds.core.GeneratorBasedBuilder):
 
   Images encode their identity so tests can check which view and frame they came from:
   image[..., 0] = camera index * 40, image[..., 1] = frame, image[..., 2] = sequence number;
-  background = 255 - image; mask[0, 0] = 1 for even frames. `frames` maps
+  background = 255 - image; mask[0, 0] = 1 for even frames. Features as synthetic_multiview's
+  (PNG image sequences, zlib-compressed masks). `frames` maps
   split -> [(subject, action, sequence, num_frames)].
   """
 
@@ -142,7 +143,8 @@ class FakeMultiview(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
         "images": tfds.features.Sequence(image, length=4),
         "backgrounds": tfds.features.Sequence(image, length=4),
-        "masks": tfds.features.Sequence(tfds.features.Image(shape=(size, size, 1)), length=4),
+        "masks": tfds.features.Tensor(shape=(4, size, size), dtype=np.uint8,
+                                      encoding=tfds.features.Encoding.ZLIB),
         "R": tfds.features.Tensor(shape=(4, 3, 3), dtype=f32),
         "t": tfds.features.Tensor(shape=(4, 3), dtype=f32),
         "K": tfds.features.Tensor(shape=(4, 3, 3), dtype=f32),
@@ -173,7 +175,7 @@ class FakeMultiview(tfds.core.GeneratorBasedBuilder):
         yield f"{sequence}/{frame}", {
             "images": [_png(i) for i in images],
             "backgrounds": [_png(255 - i) for i in images],
-            "masks": [_png(mask) for _ in range(4)],
+            "masks": np.stack([mask] * 4),
             "R": np.asarray(cameras.R, np.float32),
             "t": np.asarray(cameras.t, np.float32),
             "K": np.tile(np.diag([100.0, 100.0, 1.0]).astype(np.float32), (4, 1, 1)),

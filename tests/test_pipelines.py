@@ -269,3 +269,19 @@ def test_index_batches_global_batches_do_not_depend_on_process_count():
       np.testing.assert_array_equal(np.concatenate([p["valid"] for p in parts]), whole["valid"])
   epoch_items = [single[k]["index"][single[k]["valid"]] for k in range(3)]
   assert sorted(np.concatenate(epoch_items).tolist()) == list(range(23))
+
+
+def test_corrupt_dataset_file_gives_one_clear_error(multiview_config, tmp_path):
+  import shutil
+  data_dir = tmp_path / "data"
+  shutil.copytree(multiview_config.data_dir, data_dir)
+  [path] = list(data_dir.glob("fake_multiview/1.0.0/*-train.array_record*"))
+  content = bytearray(path.read_bytes())
+  for i in range(200, len(content) - 200, 97):
+    content[i] ^= 0x5A
+  path.write_bytes(bytes(content))
+  config = multiview_config.copy_and_resolve_references()
+  config.data_dir = str(data_dir)
+  with pytest.raises(ValueError, match="cannot be read.*build it again") as error:
+    multiview.nvs_pairs(config, global_batch_size=4)
+  assert str(data_dir / "fake_multiview" / "1.0.0") in str(error.value)

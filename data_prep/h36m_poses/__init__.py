@@ -49,7 +49,7 @@ def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
   builder = make_builder(name, data_dir, npz_3d=npz_3d, npz_2d=npz_2d)
   if not builder.is_prepared():
     download_config = tfds.download.DownloadConfig(
-        manual_dir=os.fspath(manual_dir) if manual_dir else None)
+        manual_dir=os.fspath(manual_dir) if manual_dir else None, try_download_gcs=False)
     builder.download_and_prepare(download_config=download_config)
   return builder
 

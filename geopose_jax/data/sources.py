@@ -58,34 +58,32 @@ def _prepared(name: str, data_dir: str) -> tfds.core.DatasetBuilder | None:
 def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The prepared builder of `config.data.name`, building the dataset first if needed.
 
-  `h36m_poses` honours `config.data.npz_3d` / `npz_2d` (VideoPose3D-format files given by
-  path) and `config.data.manual_dir` (licence-gated sources). Other datasets are built by
-  the registry in data_prep/build.py.
+  Datasets registered in data_prep/build.py are built by their own `ensure_built`
+  (`config.data.manual_dir` is passed on for licence-gated sources; `h36m_poses` also
+  takes `config.data.npz_3d` / `npz_2d`, VideoPose3D-format files given by path). Any
+  other name must already be prepared in `config.data.data_dir`.
   """
+  from data_prep import build  # pylint: disable=g-import-not-at-top
   name, data_dir = dataset_name(data_config), _data_dir(data_config)
   dataset = name.partition("/")[0]
-  manual_dir = str(data_config.get("manual_dir", "") or "") or None
-  if dataset == "h36m_poses":
-    from data_prep import h36m_poses  # pylint: disable=g-import-not-at-top
-    return h36m_poses.ensure_built(
-        name, data_dir, manual_dir=manual_dir,
-        npz_3d=str(data_config.get("npz_3d", "") or ""),
-        npz_2d=str(data_config.get("npz_2d", "") or ""))
-  builder = _prepared(name, data_dir)
-  if builder is not None:
+  if dataset not in build.REGISTRY:
+    builder = _prepared(name, data_dir)
+    if builder is None:
+      raise FileNotFoundError(
+          f"dataset {name!r} is not prepared in {data_dir} and no builder is registered for "
+          f"it (known: {sorted(build.REGISTRY)}); check config.data.name and data_dir")
     return builder
-  try:
-    from data_prep import build  # pylint: disable=g-import-not-at-top
-  except ImportError as error:
-    raise FileNotFoundError(
-        f"dataset {name!r} is not in {data_dir} and no builder registry could be imported "
-        f"({error}); build it first or fix config.data.data_dir") from error
-  kwargs = {"manual_dir": manual_dir} if manual_dir else {}
-  build.ensure_built(name, data_dir, **kwargs)
-  builder = _prepared(name, data_dir)
-  if builder is None:
-    raise FileNotFoundError(f"dataset {name!r} was built but cannot be read from {data_dir}")
-  return builder
+  options = {}
+  manual_dir = str(data_config.get("manual_dir", "") or "")
+  if manual_dir:
+    options["manual_dir"] = os.path.expanduser(manual_dir)
+  if dataset == "h36m_poses":
+    options["npz_3d"] = str(data_config.get("npz_3d", "") or "")
+    options["npz_2d"] = str(data_config.get("npz_2d", "") or "")
+  elif data_config.get("npz_3d", "") or data_config.get("npz_2d", ""):
+    raise ValueError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "
+                     f"{name!r}")
+  return build.ensure_built(name, data_dir, **options)
 
 
 def split_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
