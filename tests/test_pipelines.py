@@ -197,21 +197,23 @@ def test_rie_windows_and_flip(poses_config):
 
 @pytest.mark.parametrize("kind", ["nvs", "rie"])
 def test_iterator_state_round_trip(kind, multiview_config, poses_config):
-  if kind == "nvs":
-    loader = multiview.nvs_pairs(multiview_config, global_batch_size=4, seed=7)
-  else:
-    loader = windows.rie_windows(poses_config, global_batch_size=8, seed=7, flip=True)
-  iterator = iter(loader)
+  def make(seed=7):
+    if kind == "nvs":
+      return multiview.nvs_pairs(multiview_config, global_batch_size=4, seed=seed)
+    return windows.rie_windows(poses_config, global_batch_size=8, seed=seed, flip=True)
+  iterator = iter(make())
   for _ in range(3):
     next(iterator)
   state = iterator.get_state()
   expected = [next(iterator) for _ in range(4)]
-  resumed = iter(loader)
+  resumed = iter(make())                    # a new loader, as in a resumed run
   resumed.set_state(state)
   for want in expected:
     got = next(resumed)
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
+  with pytest.raises(ValueError, match="does not match"):  # another data order is refused
+    iter(make(seed=8)).set_state(state)
 
 
 def test_two_processes_partition_the_data(multiview_config, poses_config):

@@ -14,6 +14,7 @@ Every loader in geopose_jax/data/ is a `grain.DataLoader` made by `make_loader`:
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import logging
 import math
@@ -208,6 +209,16 @@ class ArraySource(grain.sources.RandomAccessDataSource):
   def __getitem__(self, index: int) -> Record:
     return {k: v[index] for k, v in self._arrays.items()}
 
+  def __repr__(self) -> str:
+    # Grain compares reprs to check that a restored iterator state fits this source, so
+    # the repr names the content, not the object.
+    digest = hashlib.sha256()
+    for key in sorted(self._arrays):
+      digest.update(key.encode())
+      digest.update(np.ascontiguousarray(self._arrays[key]).tobytes())
+    return f"ArraySource(keys={sorted(self._arrays)}, length={self._length}, " \
+           f"sha256={digest.hexdigest()[:16]})"
+
 
 class PaddedSource(grain.sources.RandomAccessDataSource):
   """`source` padded to `length` items by repeating its last item; adds `valid` (bool)."""
@@ -220,6 +231,9 @@ class PaddedSource(grain.sources.RandomAccessDataSource):
 
   def __len__(self) -> int:
     return self._length
+
+  def __repr__(self) -> str:
+    return f"PaddedSource({self._source!r}, length={self._length})"
 
   def __getitem__(self, index: int) -> Record:
     real = index < len(self._source)
@@ -352,6 +366,11 @@ class IndexBatches(grain.sources.RandomAccessDataSource):
 
   def __len__(self) -> int:
     return self.per_process * self.process_count
+
+  def __repr__(self) -> str:
+    return (f"IndexBatches(num_items={self.num_items}, local_batch={self.local_batch}, "
+            f"process_count={self.process_count}, seed={self.seed}, shuffle={self.shuffle}, "
+            f"padded={self.padded}, draw_flips={self.draw_flips}, length={len(self)})")
 
   def _order(self, epoch: int) -> np.ndarray:
     if not self.shuffle:
