@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from geopose_jax import skeleton
+from geopose_jax.data import batching
 from geopose_jax.data import multiview
 from geopose_jax.data import poses
 from geopose_jax.data import vocab
@@ -258,9 +259,8 @@ def test_worker_processes_give_the_same_batches(multiview_config):
 
 
 def test_index_batches_global_batches_do_not_depend_on_process_count():
-  from geopose_jax.data import sources
-  single = sources.IndexBatches(23, 8, 1, seed=4, shuffle=True, num_epochs=2)
-  pair = sources.IndexBatches(23, 4, 2, seed=4, shuffle=True, num_epochs=2)
+  single = batching.IndexBatches(23, 8, 1, seed=4, shuffle=True, num_epochs=2)
+  pair = batching.IndexBatches(23, 4, 2, seed=4, shuffle=True, num_epochs=2)
   assert len(single) == 2 * 3 and len(pair) == 2 * 2 * 3   # ceil(23 / 8) global batches
   # Process p's run of the source is [p * per_process, (p + 1) * per_process).
   for epoch in range(2):

@@ -176,8 +176,9 @@ def _read_cdf_pose(path: pathlib.Path, dims: int) -> np.ndarray:
   """Variable "Pose" (1, N, 32 * dims) of a raw .cdf file -> (N, 32, dims) float32."""
   import cdflib  # only the raw-data preparation needs it
   if not path.is_file():
-    raise FileNotFoundError(f"{path}: no such file; the raw Human3.6M layout is "
-                            "S<n>/MyPoseFeatures/{D3_Positions,D2_Positions}/<Action>[.<camera>].cdf")
+    raise FileNotFoundError(
+        f"{path}: no such file; the raw Human3.6M layout is "
+        "S<n>/MyPoseFeatures/{D3_Positions,D2_Positions}/<Action>[.<camera>].cdf")
   try:
     pose = np.asarray(cdflib.CDF(str(path)).varget("Pose"))
   except Exception as error:  # cdflib raises many kinds on damaged files

@@ -28,6 +28,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from geopose_jax.data import batching
 from geopose_jax.data import sources
 from geopose_jax.data import vocab
 
@@ -268,16 +269,16 @@ def nvs_pairs(data_config: ml_collections.ConfigDict, *, split: str = "train",
     (vocab codes), camera (B,) int32 view index, frame (B,) int32; + valid (B,) bool for a
     finite pass (the 4 items of a padding group are all invalid).
   """
-  local = sources.local_batch_size(global_batch_size, process_count, GROUP_SIZE)
+  local = batching.local_batch_size(global_batch_size, process_count, GROUP_SIZE)
   reader, index = open_multiview(data_config, split)
   anchors = np.flatnonzero(index.sequence_length(np.arange(len(index))) >= 2)
   if not len(anchors):
     raise ValueError(f"{reader.builder_dir} [{split}]: no sequence has 2 frames; NVS pairs "
                      "need two frames of one sequence")
-  return sources.make_loader(
-      sources.ArraySource({"entry": anchors}), data_config=data_config,
-      item_ops=[sources.FnRandomMap(_pair_group, reader=reader, index=index)],
-      batch_size=local // GROUP_SIZE, batch_ops=[sources.FnMap(_flatten_groups)],
+  return batching.make_loader(
+      batching.ArraySource({"entry": anchors}), data_config=data_config,
+      item_ops=[batching.FnRandomMap(_pair_group, reader=reader, index=index)],
+      batch_size=local // GROUP_SIZE, batch_ops=[batching.FnMap(_flatten_groups)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)
 
@@ -296,15 +297,15 @@ def single_views(data_config: ml_collections.ConfigDict, *, split: str = "train"
   background, mask, R, K, pose_3d_cam mm, subject, action, camera, frame), independent
   items; + valid (B,) bool for a finite pass.
   """
-  local = sources.local_batch_size(global_batch_size, process_count)
+  local = batching.local_batch_size(global_batch_size, process_count)
   reader, index = open_multiview(data_config, split)
   entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
   records = index.record[entries]
   num_views = len(reader.parse(int(records[0]))["R"])
-  return sources.make_loader(
-      sources.ArraySource({"record": np.repeat(records, num_views),
+  return batching.make_loader(
+      batching.ArraySource({"record": np.repeat(records, num_views),
                            "view": np.tile(np.arange(num_views), len(records))}),
-      data_config=data_config, item_ops=[sources.FnMap(_single_view, reader=reader)],
+      data_config=data_config, item_ops=[batching.FnMap(_single_view, reader=reader)],
       batch_size=local, process_index=process_index, process_count=process_count,
       seed=seed, shuffle=shuffle, num_epochs=num_epochs)
 
@@ -322,11 +323,11 @@ def multiview_samples(data_config: ml_collections.ConfigDict, *, split: str = "t
     pose_3d_world (B, 17, 3) mm, subject (B,), action (B,), frame (B,) int32;
     + valid (B,) bool for a finite pass.
   """
-  local = sources.local_batch_size(global_batch_size, process_count)
+  local = batching.local_batch_size(global_batch_size, process_count)
   reader, index = open_multiview(data_config, split)
   entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
-  return sources.make_loader(
-      sources.ArraySource({"record": index.record[entries]}), data_config=data_config,
-      item_ops=[sources.FnMap(_all_views, reader=reader)], batch_size=local,
+  return batching.make_loader(
+      batching.ArraySource({"record": index.record[entries]}), data_config=data_config,
+      item_ops=[batching.FnMap(_all_views, reader=reader)], batch_size=local,
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)

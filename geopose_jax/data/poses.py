@@ -20,6 +20,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from geopose_jax.data import batching
 from geopose_jax.data import sources
 from geopose_jax.data import vocab
 
@@ -130,7 +131,7 @@ def lifter_frames(data_config: ml_collections.ConfigDict, *, split: str = "train
     camera `frame_step` frames later, subject, action, camera (B,) int32;
     + valid (B,) bool for a finite pass. There is no 3D key.
   """
-  local = sources.local_batch_size(global_batch_size, process_count)
+  local = batching.local_batch_size(global_batch_size, process_count)
   table = load_poses(data_config, split)
   step = int(data_config.get("frame_step", 1) or 1)
   if step < 1:
@@ -140,9 +141,9 @@ def lifter_frames(data_config: ml_collections.ConfigDict, *, split: str = "train
   frames = np.flatnonzero(has_next)
   if not len(frames):
     raise ValueError(f"no sequence of split {split!r} is longer than frame_step={step}")
-  return sources.make_batch_loader(
+  return batching.make_batch_loader(
       len(frames), data_config=data_config, batch_size=local,
-      batch_ops=[sources.FnMap(_frame_pairs, table=table, frames=frames, step=step)],
+      batch_ops=[batching.FnMap(_frame_pairs, table=table, frames=frames, step=step)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)
 
@@ -158,11 +159,11 @@ def labelled_frames(data_config: ml_collections.ConfigDict, *, split: str = "tes
     pose_2d (B, 17, 2) f32 normalised, pose_3d_cam (B, 17, 3) f32 camera frame mm,
     subject, action, camera (B,) int32; + valid (B,) bool for a finite pass.
   """
-  local = sources.local_batch_size(global_batch_size, process_count)
+  local = batching.local_batch_size(global_batch_size, process_count)
   table = load_poses(data_config, split)
-  return sources.make_batch_loader(
+  return batching.make_batch_loader(
       table.num_frames, data_config=data_config, batch_size=local,
-      batch_ops=[sources.FnMap(_labelled_frames, table=table)],
+      batch_ops=[batching.FnMap(_labelled_frames, table=table)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)
 

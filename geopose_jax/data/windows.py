@@ -13,7 +13,7 @@ import numpy as np
 
 from geopose_jax import skeleton
 from geopose_jax.data import poses as poses_lib
-from geopose_jax.data import sources
+from geopose_jax.data import batching
 
 DEFAULT_RECEPTIVE_FIELD = 243
 
@@ -46,7 +46,7 @@ def window_indices(frame: np.ndarray, start: np.ndarray, length: np.ndarray,
   return np.asarray(start)[:, None] + local
 
 
-def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> sources.Record:
+def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> batching.Record:
   frame = batch["index"]
   sequence = table.sequence_of_frame[frame]
   indices = window_indices(frame, table.start[sequence], table.length[sequence],
@@ -85,10 +85,10 @@ def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
   """
   receptive_field = int(data_config.get("receptive_field", DEFAULT_RECEPTIVE_FIELD))
   _check_receptive_field(receptive_field)
-  local = sources.local_batch_size(global_batch_size, process_count)
+  local = batching.local_batch_size(global_batch_size, process_count)
   table = poses_lib.load_poses(data_config, split)
-  return sources.make_batch_loader(
+  return batching.make_batch_loader(
       table.num_frames, data_config=data_config, batch_size=local,
-      batch_ops=[sources.FnMap(_windows, table=table, receptive_field=receptive_field)],
+      batch_ops=[batching.FnMap(_windows, table=table, receptive_field=receptive_field)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs, draw_flips=flip)
