@@ -168,6 +168,9 @@ def test_window_indices_edge_padding_and_centre():
                                    np.array([5, 5, 5]), 5)
   np.testing.assert_array_equal(indices, [[10, 10, 10, 11, 12], [10, 11, 12, 13, 14],
                                           [12, 13, 14, 14, 14]])
+  causal = windows.window_indices(np.array([10, 12]), np.array([10, 10]), np.array([5, 5]), 3,
+                                  causal=True)
+  np.testing.assert_array_equal(causal, [[10, 10, 10], [10, 11, 12]])
   with pytest.raises(ValueError, match="odd"):
     windows.window_indices(np.array([0]), np.array([0]), np.array([1]), 4)
 

@@ -12,6 +12,7 @@ Loaders (each returns a `grain.DataLoader`; see the function docstrings for batc
 All take `config.data` first, then keyword arguments: split, global_batch_size,
 process_index, process_count, seed, shuffle, num_epochs (None: endless training stream;
 a number: a finite pass padded to whole batches with `valid`). The dataset named by
-`config.data.name` is built on first use. `sources` holds the shared plumbing, `vocab` the
-integer codes of subjects and actions.
+`config.data.name` is built on first use (`sources`); `batching` holds the Grain plumbing
+(sharding, workers, padding, checkpointable state); `vocab` the integer codes of subjects
+and actions.
 """

@@ -7,8 +7,10 @@ Grain worker processes.
 
 Common arguments of the loaders:
   data_config: `config.data` with `name`, `data_dir`, `num_workers`, `prefetch`, optional
-    `builder_config`, `manual_dir`, and for labelled loaders `label_subjects` (names; empty:
-    every subject of the split), `label_fraction` (in (0, 1]), `label_seed` (default 0).
+    `builder_config`, `manual_dir`, `<split>_subjects` (keep these subjects of the split),
+    `every_nth_frame` (keep frames whose number is a multiple of it), and for labelled
+    loaders `label_subjects` (names; empty: every subject of the split), `label_fraction`
+    (in (0, 1]), `label_seed` (default 0).
   split: 'train' or 'test'.
   global_batch_size: items per step over all processes.
   process_index, process_count: this process and the number of processes (each reads its

@@ -1,8 +1,9 @@
 """Temporal windows of 2D poses around a centre frame, for RIE (and other temporal lifters).
 
 A window of T = `config.data.receptive_field` (odd, default 243) frames is centred on its
-frame: index T // 2 is the centre. Near a sequence's ends the first/last frame is
-repeated (edge padding), as VideoPose3D and RIE do, so every frame has a window.
+target frame: index T // 2 (or, causal, ends on it: index T - 1). Near a sequence's ends
+the first/last frame is repeated (edge padding), as VideoPose3D and RIE do, so every frame
+has a window.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import ml_collections
 import numpy as np
 
 from geopose_jax import skeleton
-from geopose_jax.data import poses as poses_lib
 from geopose_jax.data import batching
+from geopose_jax.data import poses as poses_lib
 
 DEFAULT_RECEPTIVE_FIELD = 243
 
@@ -25,32 +26,34 @@ def _check_receptive_field(receptive_field: int) -> None:
 
 
 def window_indices(frame: np.ndarray, start: np.ndarray, length: np.ndarray,
-                   receptive_field: int) -> np.ndarray:
-  """Edge-padded window of frame numbers around each centre frame.
+                   receptive_field: int, causal: bool = False) -> np.ndarray:
+  """Edge-padded window of frame numbers around (or, causal, up to) each target frame.
 
   Args:
-    frame: (B,) centre frames (numbers in a concatenation of sequences).
-    start: (B,) first frame of each centre's sequence.
+    frame: (B,) target frames (numbers in a concatenation of sequences).
+    start: (B,) first frame of each target's sequence.
     length: (B,) frames in that sequence.
     receptive_field: T, odd.
+    causal: the window ends at the target instead of being centred on it.
 
   Returns:
-    (B, T) frame numbers; column T // 2 is `frame`; columns before the sequence's first
-    frame repeat it, columns after its last frame repeat that.
+    (B, T) frame numbers; column T // 2 (causal: T - 1) is `frame`; columns before the
+    sequence's first frame repeat it, columns after its last frame repeat that.
   """
   _check_receptive_field(receptive_field)
   half = receptive_field // 2
-  offsets = np.arange(-half, half + 1)
+  offsets = np.arange(1 - receptive_field, 1) if causal else np.arange(-half, half + 1)
   local = np.asarray(frame)[:, None] - np.asarray(start)[:, None] + offsets
   local = np.clip(local, 0, np.asarray(length)[:, None] - 1)
   return np.asarray(start)[:, None] + local
 
 
-def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> batching.Record:
+def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int, causal: bool
+             ) -> batching.Record:
   frame = batch["index"]
   sequence = table.sequence_of_frame[frame]
   indices = window_indices(frame, table.start[sequence], table.length[sequence],
-                           receptive_field)
+                           receptive_field, causal)
   pose_2d = table.pose_2d[indices]                           # (B, T, 17, 2)
   pose_3d = table.pose_3d_cam[frame]
   pose_3d = pose_3d - pose_3d[:, :1]                         # root-relative, metres
@@ -69,18 +72,20 @@ def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int) -> batc
 def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
                 global_batch_size: int = 1024, process_index: int = 0, process_count: int = 1,
                 seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
-                flip: bool = False) -> grain.DataLoader:
+                flip: bool = False, causal: bool = False) -> grain.DataLoader:
   """One window per frame of every (subject, sequence, camera) of the split.
 
   Args (besides those every loader takes, see geopose_jax/data/multiview.py):
     flip: mirror half of the windows at random (2D and 3D together, with
       skeleton.flip_pose): the training augmentation; evaluation leaves it False and
       averages over flips itself.
+    causal: windows end at their target frame (index T - 1) instead of centring on it.
   `config.data.receptive_field` gives T (default 243).
 
   Batch (B = global_batch_size / process_count):
-    pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, centre T // 2;
-    pose_3d (B, 17, 3) f32 the centre frame's root-relative camera-frame pose in METRES;
+    pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, target at T // 2
+      (causal: T - 1);
+    pose_3d (B, 17, 3) f32 the target frame's root-relative camera-frame pose in METRES;
     subject, action, camera (B,) int32; + valid (B,) bool for a finite pass.
   """
   receptive_field = int(data_config.get("receptive_field", DEFAULT_RECEPTIVE_FIELD))
@@ -89,6 +94,7 @@ def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
   table = poses_lib.load_poses(data_config, split)
   return batching.make_batch_loader(
       table.num_frames, data_config=data_config, batch_size=local,
-      batch_ops=[batching.FnMap(_windows, table=table, receptive_field=receptive_field)],
+      batch_ops=[batching.FnMap(_windows, table=table, receptive_field=receptive_field,
+                                causal=causal)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs, draw_flips=flip)
