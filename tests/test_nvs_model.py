@@ -96,6 +96,16 @@ def test_align_corners_resize_matches_direct_formula(size_in, size_out):
                                atol=1e-6)
 
 
+def test_align_corners_resize_gradient_is_the_adjoint():
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
+  g = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+  grad = jax.grad(lambda x: (nvs.resize_bilinear_align_corners(x, 9, 8) * g).sum())(x)
+  rows, cols = nvs.align_corners_matrix(5, 9), nvs.align_corners_matrix(4, 8)
+  expected = np.einsum("Hh,Ww,bHWc->bhwc", rows, cols, g)
+  np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_align_corners_differs_from_half_pixel_resize():
   x = np.random.default_rng(2).standard_normal((1, 4, 4, 2)).astype(np.float32)
   ours = nvs.upsample2x_align_corners(x)

@@ -51,6 +51,14 @@ def test_strided_conv_pads_like_pytorch_and_pool_ignores_padding():
     np.testing.assert_allclose(pooled, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_max_pool_gradient_matches_reduce_window():
+  x = np.random.default_rng(1).standard_normal((2, 7, 8, 3)).astype(np.float32)
+  g = np.random.default_rng(2).standard_normal((2, 4, 4, 3)).astype(np.float32)
+  ours = jax.grad(lambda x: (resnet.max_pool_3x3_s2(x) * g).sum())(x)
+  reference = jax.grad(lambda x: (nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1))) * g).sum())(x)
+  np.testing.assert_allclose(ours, reference, atol=1e-6)
+
+
 class _BN(nn.Module):
   @nn.compact
   def __call__(self, x, train):
