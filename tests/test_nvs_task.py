@@ -84,6 +84,15 @@ def test_pair_permutations_reject_partial_groups():
     nvs.pair_permutations(jax.random.key(0), 6)
 
 
+def test_gather_in_groups_equals_indexing():
+  x = np.random.default_rng(0).normal(size=(12, 2, 3)).astype(np.float32)
+  for seed in range(3):
+    target, appearance = nvs.pair_permutations(jax.random.key(seed), 12)
+    for index in (target, appearance):
+      np.testing.assert_array_equal(nvs.gather_in_groups(jnp.asarray(x), index),
+                                    x[np.asarray(index)])
+
+
 def test_eval_permutations_target_the_other_view_with_own_appearance():
   target, appearance = nvs.eval_permutations(8)
   np.testing.assert_array_equal(target, [1, 0, 3, 2, 5, 4, 7, 6])

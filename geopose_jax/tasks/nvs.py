@@ -74,9 +74,39 @@ def eval_permutations(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
   return index ^ 1, index
 
 
+def _batch_sharded_like(y: jax.Array, x: jax.Array) -> jax.Array:
+  """`y` sharded on its leading axis as `x` is on its own (explicit-sharding meshes)."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  spec = getattr(sharding, "spec", None)
+  if not spec or spec[0] is None:
+    return y
+  return jax.sharding.reshard(y, jax.sharding.NamedSharding(
+      sharding.mesh, jax.sharding.PartitionSpec(spec[0], *([None] * (y.ndim - 1)))))
+
+
+def gather_in_groups(x: jax.Array, index: jax.Array) -> jax.Array:
+  """`x[index]` for an index that stays inside each group of 4: `index[i] // 4 == i // 4`.
+
+  Written as selects on a `(B / 4, 4, ...)` view rather than a gather across the batch, so
+  that a batch sharded over devices (whole groups per device) needs no communication.
+
+  Args:
+    x: `(B, ...)`, B a multiple of 4.
+    index: `(B,)` int.
+  """
+  x = jnp.asarray(x)
+  b = x.shape[0]
+  groups = _batch_sharded_like(x.reshape((b // 4, 4) + x.shape[1:]), x)
+  local = (index % 4).reshape((b // 4, 4) + (1,) * (x.ndim - 1))
+  out = jnp.zeros_like(groups)
+  for k in range(4):
+    out = jnp.where(local == k, groups[:, k:k + 1], out)
+  return _batch_sharded_like(out.reshape(x.shape), x)
+
+
 def relative_rotations(rotations: jax.Array, target: jax.Array) -> jax.Array:
   """`(B, 3, 3)` world->camera rotations, `(B,)` targets -> `(B, 3, 3)` R_target R_i^T."""
-  return rotations[target] @ jnp.swapaxes(rotations, -1, -2)
+  return gather_in_groups(rotations, target) @ jnp.swapaxes(rotations, -1, -2)
 
 
 # --- model, parameters, optimizer ----------------------------------------------------------
@@ -99,7 +129,9 @@ def prepare_images(images: jax.Array, image_size: int) -> jax.Array:
 def _synthesize_method(module, images, rotations, appearance, backgrounds, train):
   app, geometry = module.encode(images, train)
   geometry = geometry @ jnp.swapaxes(rotations, -1, -2)  # L_3d R^T (row-vector points)
-  return module.decode(app[appearance], geometry, backgrounds, train)
+  if appearance is not None:
+    app = gather_in_groups(app, appearance)
+  return module.decode(app, geometry, backgrounds, train)
 
 
 def synthesize(model, variables: PyTree, images: jax.Array, rotations: jax.Array,
@@ -110,7 +142,8 @@ def synthesize(model, variables: PyTree, images: jax.Array, rotations: jax.Array
   Args:
     images, backgrounds: `(B, S, S, 3)` normalised; backgrounds are already the targets'.
     rotations: `(B, 3, 3)` camera-to-camera rotations applied to each sample's points.
-    appearance: `(B,)` index of the sample whose appearance each output uses.
+    appearance: `(B,)` index of the sample whose appearance each output uses (inside
+      its group of 4), or None for its own.
     train: BatchNorm batch statistics and dropout on (then `rng` is needed).
 
   Returns:
@@ -132,7 +165,7 @@ def make_init_variables(model, image_size: int) -> Callable[[jax.Array], PyTree]
     images = jnp.zeros((4, image_size, image_size, 3))
     rotations = jnp.broadcast_to(jnp.eye(3), (4, 3, 3))
     return model.init({"params": params_key, "dropout": dropout_key}, images, rotations,
-                      jnp.arange(4), images, False, method=_synthesize_method)
+                      None, images, False, method=_synthesize_method)
 
   return init_variables
 
@@ -200,8 +233,8 @@ def compose_batch(batch, target: jax.Array, appearance: jax.Array,
   images = prepare_images(batch["image"], image_size)
   backgrounds = prepare_images(batch["background"], image_size)
   return {"images": images, "rotations": relative_rotations(batch["R"], target),
-          "appearance": appearance, "backgrounds": backgrounds[target],
-          "targets": images[target]}
+          "appearance": appearance, "backgrounds": gather_in_groups(backgrounds, target),
+          "targets": gather_in_groups(images, target)}
 
 
 def make_train_step(model, perceptual, config: ml_collections.ConfigDict):
@@ -234,11 +267,12 @@ def make_eval_step(model, perceptual, config: ml_collections.ConfigDict):
   size = config.model.net.image_size
 
   def eval_step(variables, batch):
-    target, appearance = eval_permutations(batch["image"].shape[0])
-    inputs = compose_batch(batch, target, appearance, size)
+    target, _ = eval_permutations(batch["image"].shape[0])
+    inputs = compose_batch(batch, jnp.asarray(target), None, size)
     output, _ = synthesize(model, variables, inputs["images"], inputs["rotations"],
                            inputs["appearance"], inputs["backgrounds"], train=False)
-    valid = batch["valid"] & batch["valid"][target]  # Both views of the pair are real.
+    # Both views of the pair are real.
+    valid = batch["valid"] & gather_in_groups(batch["valid"], target)
     terms = losses.reconstruction_losses(output, inputs["targets"], perceptual,
                                          config.loss.l1_weight, config.loss.perceptual_weight,
                                          valid)
@@ -256,8 +290,7 @@ def make_view_synthesizer(model, image_size: int):
   @jax.jit
   def run(variables, images, backgrounds, rotations):
     output, _ = synthesize(model, variables, prepare_images(images, image_size), rotations,
-                           jnp.arange(images.shape[0]), prepare_images(backgrounds, image_size),
-                           train=False)
+                           None, prepare_images(backgrounds, image_size), train=False)
     return jnp.clip(jnp.round(nvs_model.denormalize_image(output) * 255.0), 0, 255
                     ).astype(jnp.uint8)
 
@@ -334,8 +367,19 @@ def draw(synthesizer, variables, config, out_dir: pathlib.Path, step: int,
                                  interactive=config.viz.interactive)
 
 
+def check_group_batches(batch_size: int, runtime: Runtime, key: str) -> None:
+  """Each device must hold whole groups of 4 views (the composition stays on-device)."""
+  num_devices = runtime.mesh.devices.size
+  if batch_size % (4 * num_devices):
+    raise ValueError(f"{key}={batch_size} must be a multiple of 4 x {num_devices} devices = "
+                     f"{4 * num_devices}, so that every device holds whole groups of 4 views")
+
+
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
+
+  check_group_batches(config.train.batch_size, runtime, "config.train.batch_size")
+  check_group_batches(config.eval.batch_size, runtime, "config.eval.batch_size")
 
   model = build_model(config)
   size = config.model.net.image_size

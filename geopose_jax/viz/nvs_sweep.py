@@ -64,9 +64,12 @@ def rotate_pose(pose: np.ndarray, rotation: np.ndarray) -> np.ndarray:
   return (pose - root) @ np.asarray(rotation, np.float64).T + root
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
-  """Writes a short caption in the top-left corner of a uint8 image."""
-  pil = Image.fromarray(image_grid.to_uint8(image).copy())
+def _label(image: np.ndarray, text: str, size: int | None = None) -> np.ndarray:
+  """Writes a short caption in the top-left corner of a uint8 image (resized to `size`)."""
+  image = image_grid.to_uint8(image)
+  if size is not None:
+    image = image_grid.resize(image, size, size)
+  pil = Image.fromarray(image.copy())
   draw = ImageDraw.Draw(pil)
   draw.rectangle((0, 0, 6 * len(text) + 4, 11), fill=(0, 0, 0))
   draw.text((2, 0), text, fill=(255, 255, 255))
@@ -114,19 +117,19 @@ def sweep_pictures(input_image: np.ndarray, other_views: Sequence[np.ndarray],
       or len(rotations) != len(angles_deg)):
     raise ValueError(f"synthesized {synthesized.shape} must be (N, H, W, 3) with N = "
                      f"{len(angles_deg)} angles and {len(rotations)} rotations")
-  size = synthesized.shape[1]
-  skeletons = skeleton_sweep(rotations, pose_gt, pose_pred, size_px=2 * size)
+  size = np.asarray(input_image).shape[0]
+  skeletons = skeleton_sweep(rotations, pose_gt, pose_pred, size_px=size)
   picks = np.unique(np.linspace(0, len(angles_deg) - 1, min(grid_columns, len(angles_deg)))
                     .round().astype(int))
   rows = [[_label(input_image, "input")]
           + [_label(v, f"view {i + 1}") for i, v in enumerate(other_views)],
-          [_label(synthesized[i], f"{angles_deg[i]:+.0f}") for i in picks]]
+          [_label(synthesized[i], f"{angles_deg[i]:+.0f}", size) for i in picks]]
   if skeletons:
     rows.append([skeletons[i] for i in picks])
   grid = image_grid.make_grid(rows)
   frames = []
   for i, angle in enumerate(angles_deg):
-    cells = [_label(input_image, "input"), _label(synthesized[i], f"{angle:+.0f} deg")]
+    cells = [_label(input_image, "input"), _label(synthesized[i], f"{angle:+.0f} deg", size)]
     if skeletons:
       cells.append(skeletons[i])
     frames.append(image_grid.make_grid([cells]))
@@ -245,11 +248,11 @@ def draw_examples(examples: dict, synthesize: Callable[..., np.ndarray] | None,
   for i in range(n):
     row = [_label(inputs[i], "input")]
     if drawn is not None:
-      row.append(_label(drawn[i, 0], "recon"))
+      row.append(_label(drawn[i, 0], "recon", images.shape[2]))
     for j in range(1, v):
       row.append(_label(images[i, j], f"real {j}"))
       if drawn is not None:
-        row.append(_label(drawn[i, j], f"synth {j}"))
+        row.append(_label(drawn[i, j], f"synth {j}", images.shape[2]))
     if poses is not None:
       row.append(skeleton_plot.render_poses_3d(
           [poses[i], examples["pose_3d_cam"][i, 0]], labels=["pred", "GT"],
