@@ -1,9 +1,7 @@
 """The synthetic multi-view dataset: a tiny build read back and checked against geometry."""
 
-import os
 
 import numpy as np
-import PIL.Image
 import pytest
 
 from data_prep import build
@@ -78,13 +76,13 @@ def test_masks_cover_the_body_inside_the_crop(tiny):
       u, v_ = np.round(record["pose_2d_crop"][v]).astype(int).T
       assert mask[v_, u].mean() > 0.8
       # Away from the body the image is the background, pixel for pixel.
-      far = ~PIL_dilate(mask, 2)
+      far = ~_dilate(mask, 2)
       np.testing.assert_array_equal(record["images"][v][far], record["backgrounds"][v][far])
       assert np.abs(record["images"][v][mask > 0].astype(int)
                     - record["backgrounds"][v][mask > 0]).mean() > 10
 
 
-def PIL_dilate(mask, radius):  # noqa: N802
+def _dilate(mask, radius):
   grown = mask.astype(bool).copy()
   for dy in range(-radius, radius + 1):
     for dx in range(-radius, radius + 1):

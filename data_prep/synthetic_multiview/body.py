@@ -175,14 +175,13 @@ def build_volumes(pose: np.ndarray, look: Appearance) -> Volumes:
   ]
   for wrist, elbow, side in ((13, 12, left), (16, 15, -left)):
     rows = _limb_axes(pose[elbow], pose[wrist], side)
-    ellipsoids.append(_ellipsoid(pose[wrist] + rows[2] * 72.0, rows[[0, 1, 2]],
-                                 (48.0, 26.0, 88.0)))
+    ellipsoids.append(_ellipsoid(pose[wrist] + rows[2] * 72.0, rows, (48.0, 26.0, 88.0)))
   forward_flat = _unit(forward - (forward @ world_up) * world_up)
-  for ankle, knee in ((6, 5), (3, 2)):
-    foot_left = np.cross(world_up, forward_flat)
-    rows = np.stack([foot_left, forward_flat, world_up])
+  foot_left = np.cross(world_up, forward_flat)
+  foot_rows = np.stack([foot_left, forward_flat, world_up])
+  for ankle in (6, 3):
     centre = pose[ankle] + forward_flat * 55.0 - world_up * 30.0
-    ellipsoids.append(_ellipsoid(centre, rows, (47.0, 128.0, 42.0)))
+    ellipsoids.append(_ellipsoid(centre, foot_rows, (47.0, 128.0, 42.0)))
   ell_centre = np.stack([c for c, _ in ellipsoids])
   ell_inv = np.stack([m for _, m in ellipsoids])
   return Volumes(
