@@ -6,11 +6,10 @@ the silhouette is 1 - prod_f (1 - D_f(p)), accumulated as a sum of log_sigmoid t
 The result is differentiable with respect to the vertices.
 
 What makes it practical: a face's coverage falls below `tail` beyond a distance
-`margin = sqrt(sigma ln(1 / tail))`, so each face is evaluated only on a `window` x `window`
-pixel block at its bounding box (a scatter-add into the image) — for meshes of thousands
-of faces, each a pixel or two wide, that is a few dozen pixels per face instead of the whole
-image. The `max_large_faces` faces whose padded box does not fit the window are evaluated
-on every pixel instead. Faces of (near) zero projected area and faces reaching behind the
+`margin = sqrt(sigma ln(1 / tail))`, so each face is evaluated only on a small pixel block
+at its bounding box (a scatter-add into the image) — for meshes of thousands of faces, each
+a pixel or two wide, that is a few dozen pixels per face instead of the whole image. Faces
+too large for the block get a larger block or, the very largest, the whole image. Faces of (near) zero projected area and faces reaching behind the
 near plane are rejected. Batches of meshes and cameras go through `jax.lax.map` in chunks
 under `jax.checkpoint`, so memory stays bounded by one chunk during the backward pass.
 
@@ -154,14 +153,39 @@ def _margin(sigma: float, tail: float) -> float:
 
 
 def default_window(sigma: float, tail: float = 1e-4) -> int:
-  """Window side (px) that holds a face up to 2 px across with its margin on both sides."""
-  return int(math.ceil(2.0 * _margin(sigma, tail))) + 2
+  """Window side (px) that holds a face up to 3 px across with its margin on both sides."""
+  return int(math.ceil(2.0 * _margin(sigma, tail))) + 3
+
+
+def _windowed_logs(tri, valid, origin, window: int, image_size, sigma: float, dtype):
+  """Sum of log(1 - D) of each face over a window x window pixel block at `origin` (F, 2):
+  (H, W). The pairs are evaluated in one vectorised sweep and scatter-added."""
+  height, width = image_size
+  offsets = jnp.arange(window * window, dtype=jnp.int32)[:, None]
+  col = origin[:, 0] + offsets % window                                   # (w*w, F)
+  row = origin[:, 1] + offsets // window
+  corner_x, corner_y = jax.lax.optimization_barrier(
+      (origin[:, 0].astype(dtype), origin[:, 1].astype(dtype)))
+  logs = log_uncovered(tri, valid, corner_x + (offsets % window).astype(dtype),
+                       corner_y + (offsets // window).astype(dtype), sigma)
+  in_image = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+  index = jnp.where(in_image, row * width + col, height * width)
+  # Keeps XLA from fusing the per-pair computation into the (serial) scatter loop.
+  logs, index = jax.lax.optimization_barrier((logs, index))
+  total = jnp.zeros((height * width + 1,), dtype).at[index.reshape(-1)].add(logs.reshape(-1))
+  return total[:-1].reshape(height, width)
 
 
 def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float = 0.1,
-                    window: int | None = None, max_large_faces: int = 64, tail: float = 1e-4,
-                    near: float = 1e-3):
+                    window: int | None = None, max_medium_faces: int = 512,
+                    max_large_faces: int = 16, tail: float = 1e-4, near: float = 1e-3):
   """One soft silhouette.
+
+  Each face is evaluated on one of three footprints, by the size of its padded bounding
+  box: a `window`-pixel block (most faces of a detailed mesh), a block 4x wider for the
+  `max_medium_faces` largest of those that do not fit, or the whole image for the
+  `max_large_faces` largest of all. A face left over beyond these counts is clipped to the
+  footprint it got, so raise them for meshes of many large faces.
 
   Args:
     xy: (N, 2) projected vertices in pixels; depth: (N,) camera depths.
@@ -171,10 +195,8 @@ def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float 
       sigma_px = sigma_ndc * (size / 2)^2). Coverage adds up over the many faces near a
       silhouette edge, so a dense mesh looks about sqrt(sigma) * a few pixels fatter than
       its hard silhouette; keep sigma small (0.1-0.3) for meshes of thousands of faces.
-    window: side of the pixel block each small face is evaluated on (static); None: enough
-      for faces up to 2 pixels across (`default_window`).
-    max_large_faces: how many faces too large for the window are evaluated densely; any
-      beyond this many (the smallest of the too-large) are clipped to their window.
+    window: side of the small footprint (static); None: `default_window(sigma, tail)`.
+    max_medium_faces, max_large_faces: sizes of the two larger footprints' face lists.
     tail: coverage below which a face's contribution is dropped (sets the margin).
 
   Returns:
@@ -184,46 +206,42 @@ def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float 
   num_faces = faces.shape[0]
   margin = _margin(sigma, tail)
   window = default_window(sigma, tail) if window is None else window
+  medium_window = 4 * window
   tri, valid = face_triangles(xy, depth, faces, near)
 
   lo = jax.lax.stop_gradient(jnp.min(tri, axis=1)) - margin              # (F, 2)
   hi = jax.lax.stop_gradient(jnp.max(tri, axis=1)) + margin
   origin = jnp.floor(lo).astype(jnp.int32) + 1   # first pixel centre inside the padded box
   needs = jnp.max(jnp.floor(hi).astype(jnp.int32) - origin + 1, axis=-1)  # pixels per side
-  too_large = valid & (needs > window)
+  needs = jnp.where(valid, needs, 0)
   num_large = min(max_large_faces, num_faces)
-  if num_large:
-    _, large = jax.lax.top_k(jnp.where(too_large, needs, -1), num_large)
-    dense_only = jnp.zeros((num_faces,), bool).at[large].set(too_large[large])
-  else:
-    dense_only = jnp.zeros((num_faces,), bool)
+  num_medium = min(max_medium_faces, num_faces - num_large)
+  # The largest faces first: the first num_large may go dense, the rest medium.
+  _, biggest = jax.lax.top_k(needs, num_large + num_medium)
+  rank_needs = needs[biggest]
+  is_large = (jnp.arange(num_large + num_medium) < num_large) & (rank_needs > medium_window)
+  is_medium = (rank_needs > window) & ~is_large
+  footprint = jnp.zeros((num_faces,), jnp.int32).at[biggest].set(
+      jnp.where(is_large, 2, jnp.where(is_medium, 1, 0)))
 
-  # Small faces: a window x window block each, scatter-added into the image.
-  offsets = jnp.arange(window * window, dtype=jnp.int32)[:, None]
-  col = origin[:, 0] + offsets % window                                   # (w*w, F)
-  row = origin[:, 1] + offsets // window
-  corner_x, corner_y = jax.lax.optimization_barrier(
-      (origin[:, 0].astype(xy.dtype), origin[:, 1].astype(xy.dtype)))
-  logs = log_uncovered(tri, valid & ~dense_only, corner_x + (offsets % window).astype(xy.dtype),
-                       corner_y + (offsets // window).astype(xy.dtype), sigma)
-  in_image = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-  index = jnp.where(in_image, row * width + col, height * width)
-  # Keeps XLA from fusing the per-pair computation into the (serial) scatter loop.
-  logs, index = jax.lax.optimization_barrier((logs, index))
-  total = jnp.zeros((height * width + 1,), xy.dtype).at[index.reshape(-1)].add(logs.reshape(-1))
-  total = total[:-1].reshape(height, width)
-
+  total = _windowed_logs(tri, valid & (footprint == 0), origin, window, image_size, sigma,
+                         xy.dtype)
+  if num_medium + num_large:
+    total = total + _windowed_logs(tri[biggest], is_medium, origin[biggest], medium_window,
+                                   image_size, sigma, xy.dtype)
   if num_large:
+    large = biggest[:num_large]
     pixels = jnp.arange(height * width)
     grid_x = (pixels % width).astype(xy.dtype)[:, None]
     grid_y = (pixels // width).astype(xy.dtype)[:, None]
-    dense = log_uncovered(tri[large], dense_only[large], grid_x, grid_y, sigma)
+    dense = log_uncovered(tri[large], is_large[:num_large], grid_x, grid_y, sigma)
     total = total + jnp.sum(dense, axis=1).reshape(height, width)
   return -jnp.expm1(total)
 
 
 def render_silhouettes(vertices, faces, R, t, K, image_size: tuple[int, int],
-                       sigma: float = 0.1, window: int | None = None, max_large_faces: int = 64,
+                       sigma: float = 0.1, window: int | None = None,
+                       max_medium_faces: int = 512, max_large_faces: int = 16,
                        chunk_size: int = 16, tail: float = 1e-4, near: float = 1e-3):
   """Soft silhouettes of a batch of meshes, each seen by several cameras.
 
@@ -247,7 +265,7 @@ def render_silhouettes(vertices, faces, R, t, K, image_size: tuple[int, int],
   @jax.checkpoint
   def one(args):
     return soft_silhouette(args[0], args[1], faces, image_size, sigma, window,
-                           max_large_faces, tail, near)
+                           max_medium_faces, max_large_faces, tail, near)
 
   silhouettes = jax.lax.map(one, (xy, depth), batch_size=min(chunk_size, batch * num_cameras))
   return silhouettes.reshape((batch, num_cameras) + tuple(image_size))
