@@ -106,7 +106,7 @@ def _png(array: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-class FakeMultiview(tfds.core.GeneratorBasedBuilder):
+class FakeMultiview(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A tiny multi-view dataset with the synthetic_multiview record layout.
 
   Images encode their identity so tests can check which view and frame they came from:

@@ -12,7 +12,7 @@ from data_prep.h36m_poses import h36m_poses_dataset_builder as builder_lib
 from data_prep.h36m_poses import readers
 from geopose_jax.geometry import cameras as cameras_lib
 from geopose_jax.skeleton import H36M_32_TO_17
-from tests import fake_poses
+import fake_poses  # tests/ is on sys.path under pytest
 
 SEQUENCES = {"S1": {"Walking 1": 6, "Photo": 5}, "S9": {"WalkDog 1": 4}}
 

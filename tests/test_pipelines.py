@@ -12,7 +12,7 @@ from geopose_jax.data import multiview
 from geopose_jax.data import poses
 from geopose_jax.data import vocab
 from geopose_jax.data import windows
-from tests import fake_poses
+import fake_poses  # tests/ is on sys.path under pytest
 
 POSE_SEQUENCES = {"S1": {"Walking 1": 7, "Eating": 5}, "S5": {"Photo 2": 6},
                   "S9": {"WalkDog": 4}, "S11": {"Sitting 1": 3}}
