@@ -82,6 +82,10 @@ def show(name: str, data_dir: str | None = None, out: str | None = None,
          per_split: int = 3) -> str:
   """Builds `name` if needed and writes its contact sheet; returns the PNG path."""
   builder = build.ensure_built(name, data_dir)
+  missing = {"images", "masks", "backgrounds", "pose_2d_crop"} - set(builder.info.features)
+  if missing:
+    raise ValueError(f"data_prep.show draws multi-view datasets; {name!r} has no "
+                     f"{sorted(missing)} features")
   source = builder.as_data_source()
   records, titles = [], []
   for split in sorted(source, key=lambda s: (s != "train", s)):
