@@ -43,6 +43,16 @@ def test_splits_and_layout(tiny):
                             ).is_prepared()
 
 
+def test_contact_sheet(tiny, tmp_path):
+  from data_prep import show  # pylint: disable=g-import-not-at-top
+  builder, _ = tiny
+  data_dir = builder.data_dir.rsplit("/synthetic_multiview", 1)[0]
+  path = show.show(TINY, data_dir, out=str(tmp_path / "sheet.png"), per_split=1)
+  with open(path, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert not list(tmp_path.glob("*.tmp.png"))
+
+
 def test_stored_cameras_reproduce_stored_2d(tiny):
   _, splits = tiny
   for record in splits["train"] + splits["test"]:
