@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from geopose_jax.models import nvs
+from geopose_jax.models import pose_head
 
 
 def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -205,3 +206,36 @@ def test_image_normalisation_round_trip():
                              (images[0, 0, 0, 0] / 255 - 0.485) / 0.229, rtol=1e-5)
   np.testing.assert_array_equal(nvs.to_uint8_image(normalised), images)
   np.testing.assert_allclose(nvs.denormalize_image(normalised), images / 255.0, atol=1e-6)
+
+
+def test_mixed_precision_keeps_float32_parameters_and_outputs():
+  model = nvs.small_nvs_model(dtype=jnp.bfloat16)
+  images = jax.ShapeDtypeStruct((2, 128, 128, 3), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), images, images)
+  assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  appearance, geometry = jax.eval_shape(
+      lambda v, x: model.apply(v, x, method="encode"), variables, images)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, x), variables, images)
+  assert appearance.dtype == geometry.dtype == out.dtype == jnp.float32
+
+
+def test_pose_head_train_mode_uses_batch_statistics():
+  head = pose_head.PoseHead(hidden_dim=8, output_dim=5, dropout=0.0)
+  rng = np.random.default_rng(6)
+  latent = rng.standard_normal((6, 4, 3)).astype(np.float32)
+  variables = jax.jit(head.init)(jax.random.key(0), latent)
+  out, updates = jax.jit(lambda v, x: head.apply(v, x, True, mutable=["batch_stats"],
+                                                 rngs={"dropout": jax.random.key(1)}))(
+                                                     variables, latent)
+  p = jax.tree.map(np.asarray, variables["params"])
+
+  def bn(x, name):
+    return ((x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5) * p[name]["scale"] + p[name]["bias"])
+
+  x = latent.reshape(6, -1)
+  h1 = np.maximum(x @ p["0"]["kernel"] + p["0"]["bias"], 0)
+  x = bn(h1, "2")
+  x = bn(np.maximum(x @ p["4"]["kernel"] + p["4"]["bias"], 0), "6")
+  np.testing.assert_allclose(out, x @ p["8"]["kernel"] + p["8"]["bias"], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(updates["batch_stats"]["2"]["mean"], 0.1 * h1.mean(0), rtol=1e-4,
+                             atol=1e-6)

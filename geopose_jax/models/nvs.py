@@ -204,7 +204,7 @@ class ConvBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = _decoder_conv(self.features, 3, x.shape[-1], self.dtype, "0")(x)
     if self.batchnorm:
-      x = resnet.batch_norm(train, self.dtype, "1")(x)
+      x = resnet.batch_norm(train, self.dtype, "1", resnet.torch04_batch_norm_scale_init)(x)
     return nn.relu(x)
 
 
@@ -229,7 +229,8 @@ class UpsampleConv(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = upsample2x_align_corners(x)
     x = _decoder_conv(self.features, 3, x.shape[-1], self.dtype, "1")(x)
-    return nn.relu(resnet.batch_norm(train, self.dtype, "2")(x))
+    return nn.relu(resnet.batch_norm(train, self.dtype, "2",
+                                     resnet.torch04_batch_norm_scale_init)(x))
 
 
 class UpBlock(nn.Module):

@@ -38,16 +38,17 @@ class PoseHead(nn.Module):
   def __call__(self, latent: jax.Array, train: bool = False) -> jax.Array:
     x = latent.reshape(latent.shape[0], -1).astype(self.dtype)
     dense = functools.partial(_torch_dense, dtype=self.dtype)
+    bn_init = resnet.torch04_batch_norm_scale_init
     if self.num_hidden == 0:
       return dense(self.output_dim, "0", x.shape[-1])(x).astype(jnp.float32)
     x = nn.relu(dense(self.hidden_dim, "0", x.shape[-1])(x))
-    x = resnet.batch_norm(train, self.dtype, "2")(x)
+    x = resnet.batch_norm(train, self.dtype, "2", bn_init)(x)
     index = 3
     # As the original: each further hidden layer is [Dropout, Linear, ReLU, BN, Dropout].
     for _ in range(self.num_hidden - 1):
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
       x = nn.relu(dense(self.hidden_dim, str(index + 1), x.shape[-1])(x))
-      x = resnet.batch_norm(train, self.dtype, str(index + 3))(x)
+      x = resnet.batch_norm(train, self.dtype, str(index + 3), bn_init)(x)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
       index += 5
     x = dense(self.output_dim, str(index), x.shape[-1])(x)

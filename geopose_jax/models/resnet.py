@@ -38,10 +38,16 @@ def torch_default_bias_init(fan_in: int) -> nn.initializers.Initializer:
   return init
 
 
-def batch_norm(train: bool, dtype: Dtype, name: str) -> nn.BatchNorm:
+# PyTorch before 1.2 (the originals ran 0.4) initialised BatchNorm weights U[0, 1), not 1;
+# layers the originals did not re-initialise explicitly start that way here too.
+torch04_batch_norm_scale_init = nn.initializers.uniform(1.0)
+
+
+def batch_norm(train: bool, dtype: Dtype, name: str,
+               scale_init: nn.initializers.Initializer = nn.initializers.ones) -> nn.BatchNorm:
   """BatchNorm with PyTorch's defaults; `train` uses and updates batch statistics."""
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, name=name)
+                      dtype=dtype, scale_init=scale_init, name=name)
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, use_bias: bool = False,
