@@ -143,13 +143,14 @@ def make_steps(model: nvs.NVSModel, perceptual: resnet.ResNet18Features, batch_s
   return state, train_step, synthesize, encode
 
 
-def _time(fn, warmup: int, steps: int) -> float:
+def _time(fn, warmup: int, steps: int) -> tuple[float, float]:
+  """(wall seconds, process CPU seconds) per call of `fn()`, which must block."""
   for _ in range(warmup):
     fn()
-  start = time.perf_counter()
+  wall, cpu = time.perf_counter(), time.process_time()
   for _ in range(steps):
     fn()
-  return (time.perf_counter() - start) / steps
+  return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
 
 
 def _memory(compiled) -> dict[str, int]:
@@ -189,14 +190,14 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
     holder["state"], loss = compiled(holder["state"], batch, jax.random.key(holder["i"]))
     jax.block_until_ready(loss)
 
-  step_s = _time(one_step, warmup, steps)
+  step_s, step_cpu_s = _time(one_step, warmup, steps)
   train_memory = _memory(compiled)
 
   variables = holder["state"]["variables"]
   synth = jax.jit(lambda v, b: synthesize(v, b, False)).lower(variables, batch).compile()
   enc = jax.jit(encode).lower(variables, batch["image"]).compile()
-  synth_s = _time(lambda: jax.block_until_ready(synth(variables, batch)), warmup, max(steps, 3))
-  encode_s = _time(lambda: jax.block_until_ready(enc(variables, batch["image"])), warmup,
+  synth_s, synth_cpu_s = _time(lambda: jax.block_until_ready(synth(variables, batch)), warmup, max(steps, 3))
+  encode_s, encode_cpu_s = _time(lambda: jax.block_until_ready(enc(variables, batch["image"])), warmup,
                    max(steps, 3))
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
@@ -226,6 +227,12 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
       "train_images_per_s": round(batch_size / step_s, 2),
       "inference_synthesis_images_per_s": round(batch_size / synth_s, 2),
       "inference_encode_images_per_s": round(batch_size / encode_s, 2),
+      # CPU seconds the process used per call (all threads): on a shared CPU host the
+      # wall times above include waiting for other processes; these do not.
+      "cpu_s_per_train_step": round(step_cpu_s, 3),
+      "cpu_s_per_synthesis_batch": round(synth_cpu_s, 3),
+      "cpu_s_per_encode_batch": round(encode_cpu_s, 3),
+      "load_average_1min": round(os.getloadavg()[0], 2),
       "train_step_memory": train_memory,
       "device_peak_bytes": int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats
                            else None,
