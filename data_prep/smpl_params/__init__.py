@@ -1,0 +1,51 @@
+"""The `smpl_params` dataset: SMPL (theta, beta) per frame for the pose prior."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data_prep.smpl_params.smpl_params_dataset_builder import Builder
+from data_prep.smpl_params.smpl_params_dataset_builder import NAME
+from data_prep.smpl_params.smpl_params_dataset_builder import SmplParamsConfig
+
+
+def make_builder(name: str = NAME, data_dir: str | os.PathLike | None = None) -> Builder:
+  """The builder for 'smpl_params' or 'smpl_params/<config>' ('cmu' or 'surreal')."""
+  dataset, _, config = str(name).partition("/")
+  if dataset != NAME:
+    raise ValueError(f"{name!r} is not an smpl_params dataset name")
+  known = [c.name for c in Builder.BUILDER_CONFIGS]
+  if config and config not in known:
+    raise ValueError(f"unknown smpl_params config {config!r}; known: {known}")
+  return Builder(config=config or None, data_dir=os.fspath(data_dir) if data_dir else None)
+
+
+def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
+                 manual_dir: str | os.PathLike | None = None) -> Builder:
+  """Builds the dataset unless a complete copy is already in `data_dir`; returns its builder
+  (TFDS writes into a temporary folder and renames it when done)."""
+  builder = make_builder(name, data_dir)
+  if not builder.is_prepared():
+    download_config = tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual_dir) if manual_dir else None, try_download_gcs=False)
+    builder.download_and_prepare(download_config=download_config)
+  return builder
+
+
+def load_split(builder: Builder, split: str) -> dict[str, np.ndarray]:
+  """Every record of `split` as arrays: theta (N, 72), beta (N, 10) float32."""
+  if split not in builder.info.splits:
+    raise ValueError(f"smpl_params ({builder.builder_config.name}) has no split {split!r}; "
+                     f"it has {list(builder.info.splits)}")
+  source = tfds.data_source(builder.info.full_name.split("/")[0] + "/"
+                            + builder.builder_config.name, data_dir=builder.data_dir_root,
+                            split=split)
+  records = [source[i] for i in range(len(source))]
+  return {"theta": np.stack([r["theta"] for r in records]).astype(np.float32),
+          "beta": np.stack([r["beta"] for r in records]).astype(np.float32)}
+
+
+__all__ = ["Builder", "NAME", "SmplParamsConfig", "ensure_built", "load_split", "make_builder"]

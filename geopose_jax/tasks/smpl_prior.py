@@ -1,0 +1,229 @@
+"""The adversarial SMPL pose prior (METHODS.md §3): a GAN over (theta, beta).
+
+The discriminator learns to tell SMPL parameters of real people (`smpl_params`: the bundled
+CMU clips by default, SURREAL with `:surreal`) from a generator's; the `smpl` task then
+uses the trained discriminator, frozen, as an adversarial prior on its predictions
+(`config.prior_from` there names this run's workdir).
+
+Evaluation scores held-out real parameters and random ones (uniform joint rotations, the
+same betas) with the discriminator: a useful prior ranks the real above the random
+(`real_vs_random_auc` near 1) and accepts most real ones (`real_accepted`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from geopose_jax.data import batching
+from geopose_jax.geometry import rotations
+from geopose_jax.models import smpl_prior as prior_lib
+from geopose_jax.train.state import TrainState
+from geopose_jax.train.task import Runtime, Task
+
+PyTree = Any
+
+
+def build_models(config: ml_collections.ConfigDict):
+  m = config.model
+  return (prior_lib.PriorGenerator(num_betas=m.num_betas, hidden=m.generator_hidden,
+                                   include_global=m.include_global),
+          prior_lib.PriorDiscriminator(features=m.disc_features))
+
+
+def load_parameters(config: ml_collections.ConfigDict, split: str) -> dict[str, np.ndarray]:
+  """The split's theta (N, 72) and beta (N, num_betas), building the dataset if needed."""
+  import data_prep.smpl_params as smpl_params  # pylint: disable=g-import-not-at-top
+  name = f"smpl_params/{config.data.builder_config}"
+  manual_dir = str(config.data.get("manual_dir", "") or "") or None
+  builder = smpl_params.ensure_built(name, config.data.data_dir, manual_dir=manual_dir)
+  data = smpl_params.load_split(builder, split)
+  num_betas = config.model.num_betas
+  if num_betas > data["beta"].shape[1]:
+    raise ValueError(f"config.model.num_betas={num_betas} but {name} has "
+                     f"{data['beta'].shape[1]} betas")
+  return {"theta": data["theta"], "beta": data["beta"][:, :num_betas]}
+
+
+def real_features(theta, beta, include_global: bool) -> jax.Array:
+  """(B, 72) axis-angle, (B, S) -> prior features."""
+  rot = rotations.axis_angle_to_matrix(theta.reshape(theta.shape[0], 24, 3))
+  return prior_lib.prior_features(rot, beta, include_global)
+
+
+def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, TrainState]:
+  generator, discriminator = build_models(config)
+  k_g, k_d = jax.random.split(rng)
+  g_vars = generator.init(k_g, jnp.zeros((2, config.model.latent_dim)))
+  size = prior_lib.feature_size(config.model.num_betas, config.model.include_global)
+  d_vars = discriminator.init(k_d, jnp.zeros((2, size)))
+  tx = lambda: optax.adam(config.optim.lr, b1=config.optim.b1)  # noqa: E731
+  return {"generator": TrainState.create(g_vars["params"], tx()),
+          "discriminator": TrainState.create(d_vars["params"], tx(), d_vars["batch_stats"])}
+
+
+def batch_sharded_like(y: jax.Array, x: jax.Array) -> jax.Array:
+  """`y` with its leading axis sharded as `x`'s is (explicit-sharding meshes); as is when
+  `x` is not sharded."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  spec = getattr(sharding, "spec", None)
+  if not spec or spec[0] is None:
+    return y
+  return jax.sharding.reshard(y, jax.sharding.NamedSharding(
+      sharding.mesh, jax.sharding.PartitionSpec(spec[0], *([None] * (y.ndim - 1)))))
+
+
+def _bce(logits, label: float):
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)))
+
+
+def make_train_step(config: ml_collections.ConfigDict):
+  generator, discriminator = build_models(config)
+  include_global = config.model.include_global
+
+  def train_step(state, batch, rng):
+    g_state, d_state = state["generator"], state["discriminator"]
+    real = real_features(batch["theta"], batch["beta"], include_global)
+    z = batch_sharded_like(jax.random.normal(rng, (real.shape[0], config.model.latent_dim)),
+                           real)
+
+    def fake_features(g_params):
+      theta, beta = generator.apply({"params": g_params}, z)
+      return prior_lib.generated_features(theta, beta, include_global)
+
+    fake = jax.lax.stop_gradient(fake_features(g_state.params))
+
+    def d_loss_fn(d_params):
+      logits, updates = discriminator.apply(
+          {"params": d_params, "batch_stats": d_state.batch_stats},
+          jnp.concatenate([real, fake]), True, mutable=["batch_stats"])
+      real_logits, fake_logits = jnp.split(logits, 2)
+      loss = _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+      return loss, (updates["batch_stats"], real_logits, fake_logits)
+
+    (d_loss, (stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(d_state.params)
+    d_state = d_state.apply_gradients(d_grads, batch_stats=stats)
+
+    def g_loss_fn(g_params):
+      logits, _ = discriminator.apply(
+          {"params": d_state.params, "batch_stats": d_state.batch_stats},
+          fake_features(g_params), True, mutable=["batch_stats"])
+      return _bce(logits, 1.0)
+
+    g_loss, g_grads = jax.value_and_grad(g_loss_fn)(g_state.params)
+    g_state = g_state.apply_gradients(g_grads)
+    metrics = {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
+               "d_real_accuracy": jnp.mean(real_logits > 0),
+               "d_fake_accuracy": jnp.mean(fake_logits < 0)}
+    return {"generator": g_state, "discriminator": d_state}, metrics
+
+  return train_step
+
+
+def discriminator_fn(config: ml_collections.ConfigDict):
+  """(discriminator TrainState, (B, 24, 3, 3) rotations, (B, S) betas) -> (B,) logits,
+  BatchNorm in inference mode: the frozen prior other tasks use."""
+  _, discriminator = build_models(config)
+
+  def score(d_state, rot, beta):
+    features = prior_lib.prior_features(rot, beta, config.model.include_global)
+    return discriminator.apply({"params": d_state.params, "batch_stats": d_state.batch_stats},
+                               features, False)
+
+  return score
+
+
+def random_rotations_like(rng: np.random.Generator, count: int) -> np.ndarray:
+  """(count, 72) axis-angle with every joint's rotation uniform on SO(3)."""
+  from scipy.spatial.transform import Rotation  # pylint: disable=g-import-not-at-top
+  return Rotation.random(count * 24, random_state=rng).as_rotvec().reshape(count, 72)
+
+
+def ranking_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+  """P(score of a random positive > score of a random negative), ties counting half."""
+  scores = np.concatenate([positive, negative])
+  ranks = scores.argsort().argsort().astype(np.float64) + 1.0
+  n_pos, n_neg = len(positive), len(negative)
+  return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+class _OnFirstUse:
+  """Builds the loader when the loop first iterates (keeps `build` cheap for eval mode)."""
+
+  def __init__(self, make):
+    self._make, self._loader = make, None
+
+  def __iter__(self):
+    if self._loader is None:
+      self._loader = self._make()
+    return iter(self._loader)
+
+
+def _take(item, theta, beta):
+  return {"theta": theta[item["index"]], "beta": beta[item["index"]]}
+
+
+def train_loader(config: ml_collections.ConfigDict, runtime: Runtime):
+  data = load_parameters(config, "train")
+  local = runtime.local_batch_size(config.train.batch_size)
+
+  return batching.make_batch_loader(
+      len(data["theta"]), data_config=config.data, batch_size=local,
+      batch_ops=[batching.FnMap(_take, **data)], process_index=runtime.process_index,
+      process_count=runtime.process_count, seed=config.seed)
+
+
+def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
+  """The smpl_prior task for the training loop (see train/task.py)."""
+  runtime.local_batch_size(config.train.batch_size)
+  generator, _ = build_models(config)
+  score = jax.jit(discriminator_fn(config))
+  sample = jax.jit(lambda params, z: generator.apply({"params": params}, z))
+
+  def evaluate(state, split):
+    data = load_parameters(config, split)
+    limit = int(config.eval.max_examples) or len(data["theta"])
+    theta, beta = data["theta"][:limit], data["beta"][:limit]
+    random_theta = random_rotations_like(np.random.default_rng(config.seed), len(theta))
+    batch = int(config.eval.batch_size)
+
+    def scores(theta_aa):
+      out = []
+      for start in range(0, len(theta_aa), batch):
+        rot = rotations.axis_angle_to_matrix(
+            np.asarray(theta_aa[start:start + batch], np.float32).reshape(-1, 24, 3))
+        out.append(np.asarray(score(state["discriminator"], rot, beta[start:start + batch])))
+      return np.concatenate(out)
+
+    real, random = scores(theta), scores(random_theta)
+    z = jax.random.normal(jax.random.PRNGKey(config.seed), (batch, config.model.latent_dim))
+    gen_theta, gen_beta = sample(state["generator"].params, z)
+    generated = np.asarray(score(state["discriminator"],
+                                 rotations.axis_angle_to_matrix(gen_theta), gen_beta))
+    return {"real_vs_random_auc": ranking_auc(real, random),
+            "real_accepted": float(np.mean(real > 0)),
+            "random_rejected": float(np.mean(random < 0)),
+            "generated_accepted": float(np.mean(generated > 0)),
+            "num_examples": int(len(theta))}
+
+  def visualize(state, out_dir, step):
+    from geopose_jax.viz import smpl as smpl_viz  # pylint: disable=g-import-not-at-top
+    count = max(1, int(config.viz.num_examples))
+    z = jax.random.normal(jax.random.PRNGKey(config.seed + 1), (count, config.model.latent_dim))
+    gen_theta, gen_beta = sample(state["generator"].params, z)
+    real = load_parameters(config, "test")
+    pick = np.linspace(0, len(real["theta"]) - 1, count).round().astype(int)
+    return smpl_viz.write_prior_samples(
+        out_dir, np.asarray(gen_theta).reshape(count, 72), np.asarray(gen_beta),
+        real["theta"][pick], real["beta"][pick], step)
+
+  return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
+              train_data=_OnFirstUse(lambda: train_loader(config, runtime)), evaluate=evaluate,
+              eval_splits=("test",), visualize=visualize)
