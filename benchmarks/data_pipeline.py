@@ -2,7 +2,7 @@ r"""Throughput of the input pipelines: examples/s that a loader delivers to the 
 
     python benchmarks/data_pipeline.py                        # NVS pairs, synthetic_multiview
     python benchmarks/data_pipeline.py --workers=0,1,2 --batches=30
-    python benchmarks/data_pipeline.py --loader=rie_windows --batch_size=1024
+    python benchmarks/data_pipeline.py --loader=rie_windows --batch_size=1024 --flip
     python benchmarks/data_pipeline.py --name=synthetic_multiview/tiny --data_dir=/tmp/d
 
 Builds the dataset on first use (as training does). For each worker count, the loader is
@@ -40,9 +40,10 @@ LOADERS = {
 }
 
 
-def measure(loader_fn, data_config, batch_size: int, num_batches: int) -> dict:
+def measure(loader_fn, data_config, batch_size: int, num_batches: int, **kwargs) -> dict:
   start = time.perf_counter()
-  iterator = iter(loader_fn(data_config, split="train", global_batch_size=batch_size, seed=0))
+  iterator = iter(loader_fn(data_config, split="train", global_batch_size=batch_size, seed=0,
+                            **kwargs))
   next(iterator)
   first = time.perf_counter() - start
   start = time.perf_counter()
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
   parser.add_argument("--workers", default="0,2", help="comma-separated worker counts")
   parser.add_argument("--prefetch", type=int, default=2)
   parser.add_argument("--receptive_field", type=int, default=243)
+  parser.add_argument("--flip", action="store_true", help="rie_windows: flip augmentation")
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
   loader_fn, default_name = LOADERS[args.loader]
@@ -73,10 +75,11 @@ def main(argv=None) -> int:
     data_config = ml_collections.ConfigDict(dict(
         name=args.name or default_name, data_dir=args.data_dir, num_workers=workers,
         prefetch=args.prefetch, receptive_field=args.receptive_field))
-    results.append(measure(loader_fn, data_config, args.batch_size, args.batches))
+    kwargs = {"flip": True} if args.flip and args.loader == "rie_windows" else {}
+    results.append(measure(loader_fn, data_config, args.batch_size, args.batches, **kwargs))
   report = {"benchmark": "data_pipeline", "loader": args.loader,
             "dataset": args.name or default_name, "batch_size": args.batch_size,
-            "batches": args.batches, "cpu_count": os.cpu_count(),
+            "batches": args.batches, "flip": bool(args.flip), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "results": results}
   text = json.dumps(report, indent=2)
   print(text)

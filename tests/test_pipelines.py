@@ -1,6 +1,7 @@
 """Grain pipelines: NVS pairs, labelled views, 4-view samples, lifter frames, RIE windows."""
 
 import itertools
+import json
 
 import ml_collections
 import numpy as np
@@ -288,5 +289,18 @@ def test_corrupt_dataset_file_gives_one_clear_error(multiview_config, tmp_path):
   config = multiview_config.copy_and_resolve_references()
   config.data_dir = str(data_dir)
   with pytest.raises(ValueError, match="cannot be read.*build it again") as error:
-    multiview.nvs_pairs(config, global_batch_size=4)
+    next(iter(multiview.nvs_pairs(config, global_batch_size=4)))
   assert str(data_dir / "fake_multiview" / "1.0.0") in str(error.value)
+
+
+def test_record_index_is_cached_next_to_the_records(multiview_config):
+  reader, index = multiview.open_multiview(multiview_config, "train")
+  cache = f"{reader.builder_dir}/geopose_index-train.json"
+  assert len(index) == sum(n for *_, n in fake_poses.FakeMultiview.frames["train"])
+  with open(cache, encoding="utf-8") as f:
+    assert len(json.load(f)) == len(index)
+  multiview._scan.cache_clear()  # pylint: disable=protected-access
+  _, again = multiview.open_multiview(multiview_config, "train")
+  np.testing.assert_array_equal(again.members, index.members)
+  np.testing.assert_array_equal(again.record, index.record)
+  assert again.sequences == index.sequences

@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import logging
+import os
 
 import grain
 import ml_collections
@@ -99,12 +102,34 @@ def build_index(subjects, actions, sequences, frames, records=None) -> Multiview
       offsets=offsets, position=position)
 
 
+_INDEX_FILE = "geopose_index-{split}.json"
+
+
 @functools.lru_cache(maxsize=8)
 def _scan(builder_dir: str, split: str) -> tuple[tuple[str, str, str, int], ...]:
-  """(subject, action, sequence, frame) of every record of a split, read once per process."""
+  """(subject, action, sequence, frame) of every record of a split.
+
+  Reading them means parsing every record, so the result is kept next to the records
+  (`geopose_index-<split>.json`, written atomically; skipped if the folder is read-only)
+  and in memory. A rebuilt dataset is a new folder, so the file cannot go stale.
+  """
+  path = os.path.join(builder_dir, _INDEX_FILE.format(split=split))
   reader = sources.RecordReader(builder_dir, split)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      cached = json.load(f)
+    if len(cached) == len(reader):
+      return tuple((s, a, q, int(n)) for s, a, q, n in cached)
   fields = (reader.parse(i) for i in range(len(reader)))
-  return tuple((f["subject"], f["action"], f["sequence"], int(f["frame"])) for f in fields)
+  index = tuple((f["subject"], f["action"], f["sequence"], int(f["frame"])) for f in fields)
+  try:
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as f:
+      json.dump(index, f)
+    os.replace(temporary, path)
+  except OSError as error:
+    logging.info("not caching the record index in %s (%s)", builder_dir, error)
+  return index
 
 
 def open_multiview(data_config: ml_collections.ConfigDict, split: str
