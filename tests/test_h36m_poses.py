@@ -207,3 +207,14 @@ def test_unknown_config_and_lonely_2d_are_refused(tmp_path):
     h36m_poses.make_builder("h36m_poses/gt", tmp_path)
   with pytest.raises(ValueError, match="npz_3d is not"):
     h36m_poses.make_builder("h36m_poses", tmp_path, npz_2d="x.npz")
+
+
+def test_registered_npz_config_reads_the_manual_folder(tmp_path):
+  fake_poses.write_videopose3d_npz(tmp_path / "manual", {"S7": {"Greeting": 3}})
+  builder = h36m_poses.ensure_built("h36m_poses/npz", tmp_path / "data",
+                                    manual_dir=tmp_path / "manual")
+  records = _records(builder, "train")
+  assert builder.builder_config.name == "npz" and len(records) == 4
+  assert {_text(r["action"]) for r in records} == {"Greeting"}
+  with pytest.raises(FileNotFoundError, match="Manual directory .* does not exist"):
+    h36m_poses.ensure_built("h36m_poses/npz", tmp_path / "other")

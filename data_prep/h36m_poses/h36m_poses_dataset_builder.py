@@ -169,11 +169,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         homepage="http://vision.imar.ro/human3.6m",
     )
 
+  def _manual_dir(self, dl_manager) -> pathlib.Path:
+    try:
+      return pathlib.Path(os.fspath(dl_manager.manual_dir))
+    except AssertionError as error:  # TFDS's way of saying the folder is missing or empty
+      raise FileNotFoundError(str(error)) from error
+
   def _manual_path(self, dl_manager, name: str) -> pathlib.Path:
     path = pathlib.Path(name).expanduser()
     if path.is_absolute():
       return path
-    return pathlib.Path(os.fspath(dl_manager.manual_dir)) / name
+    return self._manual_dir(dl_manager) / name
 
   def _read_sequences(self, dl_manager) -> list[readers.PoseSequence]:
     config = self.builder_config
@@ -183,7 +189,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       npz_2d = self._manual_path(dl_manager, config.npz_2d) if config.npz_2d else None
       return readers.read_npz(self._manual_path(dl_manager, config.npz_3d), npz_2d)
     if config.source == "cdf":
-      return readers.read_cdf(pathlib.Path(os.fspath(dl_manager.manual_dir)))
+      return readers.read_cdf(self._manual_dir(dl_manager))
     raise ValueError(f"h36m_poses config {config.name!r}: unknown source {config.source!r}; "
                      "expected 'synthetic', 'npz' or 'cdf'")
 
