@@ -140,3 +140,17 @@ def test_stage2_needs_a_starting_point(tmp_path):
   config.stage = 2
   with pytest.raises(ValueError, match="init_from"):
     task_lib.build(config, mesh_lib.make_runtime(tmp_path))
+
+
+def test_sequence_gif(tmp_path):
+  from PIL import Image
+  from geopose_jax.viz import rie as viz_lib
+  rng = np.random.default_rng(0)
+  pose_2d = rng.uniform(-0.5, 0.5, (3, 17, 2))
+  pose_3d = rng.normal(size=(3, 17, 3)) * 0.3
+  path = viz_lib.write_sequence_gif(tmp_path / "seq.gif", pose_2d, pose_3d, pose_3d + 0.01)
+  with Image.open(path) as gif:
+    assert gif.n_frames == 3 and gif.size == (512, 256)
+  with pytest.raises(ValueError, match="lengths differ"):
+    viz_lib.write_sequence_gif(tmp_path / "bad.gif", pose_2d, pose_3d[:2])
+  assert not (tmp_path / "bad.gif").exists()

@@ -414,8 +414,9 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
                                       titles=titles)
     logging.info("wrote %s", path)
     radius = float(np.abs(seq["pose_3d"][frames]).max()) * 1.1 + 1e-6
-    return {"sequence": viz_lib.render_frame(seq["pose_2d"][frames[0]], predicted[0],
-                                             seq["pose_3d"][frames[0]], radius, title=titles[0])}
+    return {"sequence": viz_lib.render_frame(
+        seq["pose_2d"][frames[0]], predicted[0], seq["pose_3d"][frames[0]], radius,
+        title=titles[0], view_2d=viz_lib.sequence_view_2d(seq["pose_2d"][frames]))}
 
   return Task(init=init, train_step=train_step, train_data=train_data, evaluate=evaluate,
               eval_splits=tuple(config.eval.splits), visualize=visualize)
