@@ -71,7 +71,23 @@ def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
   elif data_config.get("npz_3d", "") or data_config.get("npz_2d", ""):
     raise ValueError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "
                      f"{name!r}")
-  return build.ensure_built(name, data_dir, **options)
+  return _build_once(lambda: build.ensure_built(name, data_dir, **options), name)
+
+
+def _build_once(build_fn, name: str):
+  """Runs a dataset build on process 0 first, then on the others.
+
+  On several hosts sharing one data_dir, concurrent builds would race on TFDS's final
+  rename; after process 0 has built, the other processes find a complete copy (shared
+  filesystem) or build their own (host-local disks) without racing it.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return build_fn()
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  builder = build_fn() if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices(f"dataset {name} built on process 0")
+  return builder if builder is not None else build_fn()
 
 
 def split_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:

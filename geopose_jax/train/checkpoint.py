@@ -65,17 +65,16 @@ class Checkpointer:
               ) -> tuple[int, PyTree] | None:
     """Restores the newest usable step into `abstract_state`'s structure and shardings.
 
-    Returns (step, state), or None when there is no checkpoint at all. A step that fails
-    to restore is logged with the reason, moved aside, and the next older step is tried.
+    Returns (step, state), or None when there is no checkpoint at all. A step whose state
+    fails to restore is logged with the reason, moved aside, and the next older step is
+    tried. A data position that does not fit the current pipeline (other worker count,
+    other dataset) is not corruption: the run stops and says so.
     """
     failures = []
     for step in reversed(self.steps()):
-      items = {STATE: ocp.args.StandardRestore(abstract_state)}
-      step_has_data = (self.directory / str(step) / DATA).exists()
-      if data_iterator is not None and step_has_data:
-        items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)}))
       except Exception as e:  # pylint: disable=broad-except
         reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         failures.append((step, reason))
@@ -85,6 +84,8 @@ class Checkpointer:
         print(f"WARNING: checkpoint {self.directory / str(step)} is corrupt ({reason}); "
               f"moved to {moved}; resuming from an earlier step.", flush=True)
         continue
+      if data_iterator is not None:
+        self._restore_data_position(step, data_iterator)
       return step, restored[STATE]
     if failures:
       listed = "; ".join(f"step {s}: {r}" for s, r in failures)
@@ -93,6 +94,21 @@ class Checkpointer:
           f"steps were moved to {self.workdir / 'checkpoints_corrupt'}. Refusing to start "
           "from scratch over them: use a new --workdir, or delete that folder to start over.")
     return None
+
+  def _restore_data_position(self, step: int, data_iterator: Any) -> None:
+    if not (self.directory / str(step) / DATA).exists():
+      print(f"WARNING: checkpoint step {step} holds no data position; the data order after "
+            "resuming differs from an uninterrupted run.", flush=True)
+      return
+    try:
+      self._manager.restore(step, args=ocp.args.Composite(
+          **{DATA: grain.checkpoint.CheckpointRestore(data_iterator)}))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"the data position saved in {self.directory / str(step) / DATA} does not fit this "
+          f"run's data pipeline ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+          "Resume with the data settings of the saved run (config.data.*, the number of hosts), "
+          "or start a new --workdir with --config.init_from pointing at this one.") from e
 
   def _move_aside(self, step: int) -> pathlib.Path:
     corrupt = self.workdir / "checkpoints_corrupt"
