@@ -132,7 +132,11 @@ class Lifter(nn.Module):
     y = nn.Dropout(self.dropout, deterministic=not train)(y)
     for _ in range(self.num_blocks):
       y = ResidualBlock(self.features, self.dropout)(y, train)
-    offsets = nn.Dense(num_joints, kernel_init=dense_init, name="depth_head")(y)
+    # A near-zero head: the untrained lifter is close to the constant-depth lift (every joint
+    # at depth c + 1). With Xavier init and train-mode BatchNorm the first offsets spread over
+    # +-10, rotations then swing joints behind the camera and the cycle diverges.
+    offsets = nn.Dense(num_joints, kernel_init=nn.initializers.normal(1e-3),
+                       name="depth_head")(y)
     return unproject(pose_2d, depth_from_offsets(offsets, self.depth_offset))
 
 

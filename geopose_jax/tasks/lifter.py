@@ -67,6 +67,31 @@ def rotate_about(points: jax.Array, rotation: jax.Array, pivot: jax.Array) -> ja
   return jnp.einsum("bij,bkj->bki", rotation, points - pivot) + pivot
 
 
+def virtual_camera_rotation(key: jax.Array, num: int, azimuth_range=(-np.pi, np.pi),
+                            elevation_range=(-np.pi / 9, np.pi / 9), vertical_axis: str = "y",
+                            camera_pitch: float = 0.0) -> jax.Array:
+  """(num, 3, 3) random rotations: azimuth about the vertical, then elevation about x.
+
+  With `camera_pitch` = 0 this is `rotations.random_azimuth_elevation`: the vertical is the
+  camera's y axis. A camera looking down by `camera_pitch` radians (Human3.6M's look down by
+  11-16 degrees) sees the world's vertical tilted by that much about x; turning the body
+  about the camera's own y axis would then show it from below after half a turn, a view
+  no real camera has. The azimuth is applied about the tilted vertical instead:
+  R = R_x(elevation) R_x(pitch) R_vertical(azimuth) R_x(pitch)^T.
+  """
+  if camera_pitch == 0.0:
+    return rotations.random_azimuth_elevation(
+        key, (num,), tuple(azimuth_range), tuple(elevation_range), vertical_axis)
+  if vertical_axis != "y":
+    raise ValueError("camera_pitch needs vertical_axis='y' (a tilt of the camera's y axis)")
+  tilt = rotations.rotation_about_axis(jnp.asarray(camera_pitch, jnp.float32), "x")
+  key_az, key_el = jax.random.split(key)
+  azimuth = jax.random.uniform(key_az, (num,), jnp.float32, *azimuth_range)
+  elevation = jax.random.uniform(key_el, (num,), jnp.float32, *elevation_range)
+  return (rotations.rotation_about_axis(elevation, "x") @ tilt
+          @ rotations.rotation_about_axis(azimuth, "y") @ tilt.T)
+
+
 def rotation_pivot(points: jax.Array, kind: str, depth_offset: float) -> jax.Array:
   """(B, J, 3) lifted pose -> (B, 1, 3) centre of the virtual-camera rotation.
 
@@ -82,7 +107,8 @@ def rotation_pivot(points: jax.Array, kind: str, depth_offset: float) -> jax.Arr
 
 
 def cycle(lift: LiftFn, pose_2d: jax.Array, rotation: jax.Array, *, pivot: str = "root",
-          depth_offset: float = 10.0, lifted: jax.Array | None = None) -> dict[str, jax.Array]:
+          depth_offset: float = 10.0, lifted: jax.Array | None = None,
+          min_depth: float = 1.0) -> dict[str, jax.Array]:
   """Lift -> rotate -> project -> lift -> rotate back -> project.
 
   Args:
@@ -92,6 +118,8 @@ def cycle(lift: LiftFn, pose_2d: jax.Array, rotation: jax.Array, *, pivot: str =
     pivot: see `rotation_pivot`.
     depth_offset: c.
     lifted: L(x) when already computed (B, J, 3); lifted here otherwise.
+    min_depth: projections clamp depths below this (the lifter's own depths are >= 1; a
+      rotation may swing a joint closer, or behind the camera, while training is young).
 
   Returns:
     dict with `lifted` Y, `rotated` Y', `projected` x~ (B, J, 2), `relifted` Y~,
@@ -100,18 +128,25 @@ def cycle(lift: LiftFn, pose_2d: jax.Array, rotation: jax.Array, *, pivot: str =
   lifted = lift(pose_2d) if lifted is None else lifted
   pivot_1 = rotation_pivot(lifted, pivot, depth_offset)
   rotated = rotate_about(lifted, rotation, pivot_1)
-  projected = lifter_lib.project(rotated)
+  projected = lifter_lib.project(rotated, min_depth)
   relifted = lift(projected)
   pivot_2 = rotation_pivot(relifted, pivot, depth_offset)
   back = rotate_about(relifted, jnp.swapaxes(rotation, -1, -2), pivot_2)
   return dict(lifted=lifted, rotated=rotated, projected=projected, relifted=relifted,
-              reprojected=lifter_lib.project(back))
+              reprojected=lifter_lib.project(back, min_depth))
 
 
-def consistency_losses(out: dict[str, jax.Array], pose_2d: jax.Array) -> dict[str, jax.Array]:
-  """Mean squared 2D (||x^ - x||^2) and 3D (||Y~ - Y'||^2) cycle errors, per coordinate."""
-  return dict(cycle_2d=jnp.mean(jnp.square(out["reprojected"] - pose_2d)),
-              cycle_3d=jnp.mean(jnp.square(out["relifted"] - out["rotated"])))
+def consistency_losses(out: dict[str, jax.Array], pose_2d: jax.Array,
+                       depth_offset: float = 10.0) -> dict[str, jax.Array]:
+  """Mean squared 2D (||x^ - x||^2) and 3D (||Y~ - Y'||^2) cycle errors, per coordinate.
+
+  Both are measured in body units: the 2D error times c (normalised poses have mean root
+  distance 1/c), the 3D error as is (a lifted body has a radius of about 1), so that the
+  weights of the two terms do not depend on c.
+  """
+  return dict(
+      cycle_2d=jnp.mean(jnp.square(depth_offset * (out["reprojected"] - pose_2d))),
+      cycle_3d=jnp.mean(jnp.square(out["relifted"] - out["rotated"])))
 
 
 # --------------------------------------------------------------------------- adversarial losses
@@ -201,16 +236,21 @@ def make_train_step(config: ml_collections.ConfigDict):
 
 
 def _lift_fn(lifter, params, batch_stats, rngs_key):
-  """A train-mode lift closure that threads BatchNorm statistics through successive calls."""
-  stats = {"value": batch_stats}
+  """A train-mode lift closure; the running BatchNorm statistics follow the first call only.
+
+  The first call lifts real poses, later ones synthetic views; evaluation lifts real poses,
+  so only their statistics go into the running averages.
+  """
+  stats = {"value": None}
   counter = {"n": 0}
 
   def lift(x):
     counter["n"] += 1
-    y, updates = lifter.apply({"params": params, "batch_stats": stats["value"]}, x, train=True,
+    y, updates = lifter.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                               rngs={"dropout": jax.random.fold_in(rngs_key, counter["n"])},
                               mutable=["batch_stats"])
-    stats["value"] = updates["batch_stats"]
+    if stats["value"] is None:
+      stats["value"] = updates["batch_stats"]
     return y
 
   return lift, stats
@@ -233,8 +273,8 @@ def self_supervised_train_step(config, state, batch, rng):
   n = x.shape[0]
   k_rot, k_lift, k_d, k_t, k_gp, k_gpt = jax.random.split(rng, 6)
   rot = config.rotation
-  rotation = rotations.random_azimuth_elevation(
-      k_rot, (n,), tuple(rot.azimuth_range), tuple(rot.elevation_range), rot.vertical_axis)
+  rotation = virtual_camera_rotation(k_rot, n, rot.azimuth_range, rot.elevation_range,
+                                     rot.vertical_axis, rot.camera_pitch)
 
   def losses(params):
     lift, stats = _lift_fn(lifter, params["lifter"], state["lifter"].batch_stats, k_lift)
@@ -242,8 +282,19 @@ def self_supervised_train_step(config, state, batch, rng):
     out = cycle(lift, x, rotation, pivot=rot.pivot, depth_offset=c, lifted=both[:n])
     lifted_next = both[n:]
     proj_next = lifter_lib.project(rotate_about(
-        lifted_next, rotation, rotation_pivot(lifted_next, rot.pivot, c)))
+        lifted_next, rotation, rotation_pivot(lifted_next, rot.pivot, c)), 1.0)
     fake, fake_next = out["projected"], proj_next
+    if config.loss.normalize_fake_2d:
+      # Real poses are normalised per frame (mean root distance 1/c); without this, the
+      # 2D scale of a synthetic view (small when the body is seen edge-on) gives it away,
+      # and the lifter is pushed to distort depth to fix the scale.
+      fake = lifter_lib.normalize_pose_2d(fake, c)
+      fake_next = lifter_lib.normalize_pose_2d(fake_next, c)
+
+    # The discriminators see poses times c (unit mean root distance): inputs of size 1/c
+    # would leave their first layer, which has no BatchNorm, learning c times slower.
+    real, real_next = c * x, c * x_next
+    fake, fake_next = c * fake, c * fake_next
 
     def d_score(p, poses, key):
       return pose_disc.apply({"params": p}, poses, train=True, rngs={"dropout": key})
@@ -257,7 +308,7 @@ def self_supervised_train_step(config, state, batch, rng):
     t_frozen = jax.lax.stop_gradient(params["temporal_disc"])
     g_adv = generator_loss(d_score(d_frozen, fake, k_d), kind)
     g_temporal = generator_loss(t_score(t_frozen, fake, fake_next, k_t), kind)
-    cons = consistency_losses(out, x)
+    cons = consistency_losses(out, x, c)
     w = config.loss
     g_loss = (w.adv * g_adv + w.cycle_2d * cons["cycle_2d"] + w.cycle_3d * cons["cycle_3d"]
               + w.temporal * g_temporal)
@@ -265,19 +316,19 @@ def self_supervised_train_step(config, state, batch, rng):
     # Discriminators: real poses against the gradient-stopped fakes.
     fake_sg, fake_next_sg = jax.lax.stop_gradient(fake), jax.lax.stop_gradient(fake_next)
     pd, td = params["pose_disc"], params["temporal_disc"]
-    d_real = d_score(pd, x, k_d)
+    d_real = d_score(pd, real, k_d)
     d_fake = d_score(pd, fake_sg, k_d)
     d_loss = discriminator_loss(d_real, d_fake, kind)
-    t_loss = discriminator_loss(t_score(td, x, x_next, k_t),
+    t_loss = discriminator_loss(t_score(td, real, real_next, k_t),
                                 t_score(td, fake_sg, fake_next_sg, k_t), kind)
     metrics = dict(cycle_2d=cons["cycle_2d"], cycle_3d=cons["cycle_3d"], g_adv=g_adv,
                    g_temporal=g_temporal, d_loss=d_loss, t_loss=t_loss,
                    d_real=jnp.mean(d_real), d_fake=jnp.mean(d_fake),
                    mean_depth=jnp.mean(out["lifted"][..., 2]))
     if kind == "wgan_gp":
-      gp_d = gradient_penalty(lambda m: d_score(pd, m, k_d), x, fake_sg, k_gp)
+      gp_d = gradient_penalty(lambda m: d_score(pd, m, k_d), real, fake_sg, k_gp)
       gp_t = gradient_penalty(lambda m: t_score(td, m, jnp.zeros_like(m), k_t),
-                              x - x_next, fake_sg - fake_next_sg, k_gpt)
+                              real - real_next, fake_sg - fake_next_sg, k_gpt)
       d_loss = d_loss + w.gp * gp_d
       t_loss = t_loss + w.gp * gp_t
       metrics.update(gp=gp_d, gp_temporal=gp_t)
