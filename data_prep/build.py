@@ -57,12 +57,20 @@ def main(argv: list[str] | None = None) -> int:
                       "~/.local/share/geopose_jax/datasets)")
   parser.add_argument("--manual_dir", default=None,
                       help="folder with licence-gated source files (raw Human3.6M, npz)")
+  parser.add_argument("--npz_3d", default=None,
+                      help="h36m_poses only: a VideoPose3D-format 3D file (data_3d_h36m.npz)")
+  parser.add_argument("--npz_2d", default=None,
+                      help="h36m_poses only: a VideoPose3D-format 2D file (gt, cpn, detectron, ...)")
   args = parser.parse_args(argv)
   options = {"manual_dir": args.manual_dir} if args.manual_dir else {}
+  if args.npz_3d or args.npz_2d:
+    if not str(args.name).startswith("h36m_poses"):
+      parser.error("--npz_3d/--npz_2d are for h36m_poses")
+    options.update(npz_3d=args.npz_3d or "", npz_2d=args.npz_2d or "")
   start = time.time()
   try:
     builder = ensure_built(args.name, args.data_dir, **options)
-  except (ValueError, FileNotFoundError) as error:
+  except (ValueError, FileNotFoundError, ImportError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   splits = {name: split.num_examples for name, split in builder.info.splits.items()}

@@ -48,7 +48,7 @@ class SequencePlan:
 def read_world_pose(path) -> np.ndarray:
   """D3_Positions .cdf -> (N, 17, 3) float32 world mm (errors name the file)."""
   # h36m_poses's reader of the release's .cdf files; one reader for both datasets.
-  pose = pose_readers._read_cdf_pose(path, 3)  # pylint: disable=protected-access
+  pose = pose_readers.read_cdf_pose(path, 3)
   return pose[:, list(H36M_32_TO_17)]
 
 

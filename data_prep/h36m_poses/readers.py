@@ -172,7 +172,7 @@ _D3_DIR = pathlib.Path("MyPoseFeatures", "D3_Positions")
 _D2_DIR = pathlib.Path("MyPoseFeatures", "D2_Positions")
 
 
-def _read_cdf_pose(path: pathlib.Path, dims: int) -> np.ndarray:
+def read_cdf_pose(path: pathlib.Path, dims: int) -> np.ndarray:
   """Variable "Pose" (1, N, 32 * dims) of a raw .cdf file -> (N, 32, dims) float32."""
   import cdflib  # only the raw-data preparation needs it
   if not path.is_file():
@@ -224,10 +224,10 @@ def read_cdf(root: str | pathlib.Path, subjects: Sequence[str] | None = None
       name = path_3d.stem
       if re.match(r"^_?ALL", name):  # whole-subject concatenations in some releases
         continue
-      world = _read_cdf_pose(path_3d, 3)[:, list(H36M_32_TO_17)] / 1000.0
+      world = read_cdf_pose(path_3d, 3)[:, list(H36M_32_TO_17)] / 1000.0
       views = []
       for camera in H36M_CAMERA_IDS:
-        pose_2d = _read_cdf_pose(root / subject / _D2_DIR / f"{name}.{camera}.cdf", 2)
+        pose_2d = read_cdf_pose(root / subject / _D2_DIR / f"{name}.{camera}.cdf", 2)
         if len(pose_2d) < len(world):
           raise ValueError(f"{root / subject / _D2_DIR / f'{name}.{camera}.cdf'}: "
                            f"{len(pose_2d)} frames, fewer than the {len(world)} of {path_3d}")
