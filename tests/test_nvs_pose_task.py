@@ -1,0 +1,114 @@
+"""NVS pose head: pose normalisation, frozen parts, and stage 1 -> stage 2 -> eval end to end."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs import nvs as nvs_config
+from configs import nvs_pose as nvs_pose_config
+from geopose_jax.tasks import nvs
+from geopose_jax.tasks import nvs_pose
+from geopose_jax.train import checkpoint
+from geopose_jax.train import loop
+import fake_poses  # tests/ is on sys.path under pytest
+
+TINY_NET = dict(
+    encoder_depth=(1, 1, 1), width=4, block="bottleneck", layer4_reg_blocks=1,
+    to_vec_channels=(8, 8), to_vec_padded=True, bottleneck_num_latent_points=8,
+    appearance_dim=4, decoder_channels=(4, 8, 12), dropout=0.0, image_size=16,
+    frozen_stem_batch_stats=False)
+
+
+def test_pose_statistics_and_normalisation_round_trip():
+  rng = np.random.default_rng(0)
+  poses = rng.normal(size=(50, 17, 3)) * 200 + rng.normal(size=(50, 1, 3)) * 1000
+  mean, std = nvs_pose.pose_statistics(poses)
+  relative = poses - poses[:, :1]
+  np.testing.assert_allclose(mean, relative.mean(0), rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(std[1:], relative.std(0)[1:], rtol=1e-4)
+  np.testing.assert_array_equal(std[0], [1.0, 1.0, 1.0])  # the root's std is 1
+  target = np.asarray(nvs_pose.normalize_pose(poses, mean, std))
+  assert target.shape == (50, 51)
+  np.testing.assert_allclose(target.reshape(50, 17, 3)[:, 1:].std(0), 1.0, rtol=1e-3)
+  back = np.asarray(nvs_pose.denormalize_pose(target, mean, std))
+  np.testing.assert_allclose(back, relative, atol=1e-2)
+
+
+def test_frozen_parts_semi_supervised_vs_supervised():
+  config = nvs_pose_config.get_config("demo")
+  config.model.net.update(TINY_NET)
+  model = nvs.build_model(config)
+  params = {"nvs": jax.eval_shape(nvs.make_init_variables(model, 16), jax.random.key(0))["params"],
+            "head": {"0": {"kernel": np.zeros((24, 8))}}}
+  labels = nvs.trainable_labels(params, nvs_pose.trainable_prefixes(config))
+  assert set(jax.tree.leaves(labels["nvs"])) == {"frozen"}
+  assert set(jax.tree.leaves(labels["head"])) == {"trained"}
+  config.model.supervised = True
+  labels = nvs.trainable_labels(params, nvs_pose.trainable_prefixes(config))
+  assert set(jax.tree.leaves(labels["nvs"]["encoder"])) == {"trained"}
+  assert set(jax.tree.leaves(labels["nvs"]["from_latent"])) == {"frozen"}
+  assert set(jax.tree.leaves(labels["nvs"]["final_stage0"])) == {"frozen"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("multiview")
+  return str(folder), fake_poses.build_fake_multiview(folder)
+
+
+def _common(config, data_dir, name, steps):
+  config.data.name = name
+  config.data.data_dir = data_dir
+  config.data.train_subjects = ()
+  config.data.test_subjects = ()
+  config.model.net.update(TINY_NET)
+  config.train.steps = steps
+  config.train.batch_size = 16
+  config.train.log_every = 1
+  config.train.progress_bar = False
+  config.eval.batch_size = 16
+  config.viz.num_examples = 2
+  config.viz.sweeps = 1
+  config.viz.sweep_angles = 3
+  return config
+
+
+def test_stage1_then_pose_head_then_eval(data_dir, tmp_path):
+  folder, name = data_dir
+  stage1 = _common(nvs_config.get_config("demo"), folder, name, steps=2)
+  loop.run(stage1, tmp_path / "nvs")
+  assert (tmp_path / "nvs" / "eval" / "test.json").is_file()
+  assert list((tmp_path / "nvs" / "viz").glob("sweep0_*.gif"))
+
+  pose = _common(nvs_pose_config.get_config("demo"), folder, name, steps=3)
+  pose.model.head_hidden = 16
+  pose.data.label_subjects = ("S1",)
+  pose.init_from = str(tmp_path / "nvs")
+  loop.run(pose, tmp_path / "pose")
+  results = loop.run(pose, tmp_path / "pose", mode="eval")["test"]
+  written = json.loads((tmp_path / "pose" / "eval" / "test.json").read_text())
+  for key in ("mpjpe", "n_mpjpe", "pa_mpjpe", "num_frames", "per_action"):
+    assert key in written
+  assert written["mpjpe"] == results["mpjpe"] and written["mpjpe"] > 0
+  # Both test sequences' actions are reported (fake_multiview: Walking, Running).
+  assert set(written["per_action"]) == {"Walking", "Running"}
+  # The encoder is frozen: stage 2's checkpoint holds stage 1's encoder unchanged.
+  before, _ = checkpoint.load_state_dict(tmp_path / "nvs")
+  after, step = checkpoint.load_state_dict(tmp_path / "pose")
+  assert step == 3
+  np.testing.assert_array_equal(after["params"]["nvs"]["encoder"]["fc"]["kernel"],
+                                before["params"]["encoder"]["fc"]["kernel"])
+  np.testing.assert_array_equal(after["batch_stats"]["nvs"]["encoder"]["bn1"]["mean"],
+                                before["batch_stats"]["encoder"]["bn1"]["mean"])
+
+
+def test_pose_task_needs_a_stage1_run(data_dir, tmp_path):
+  folder, name = data_dir
+  pose = _common(nvs_pose_config.get_config("demo"), folder, name, steps=1)
+  with pytest.raises(ValueError, match="init_from"):
+    loop.run(pose, tmp_path / "pose")
+  pose.init_from = str(tmp_path / "missing")
+  with pytest.raises(FileNotFoundError, match="missing"):
+    loop.run(pose, tmp_path / "pose")
