@@ -96,7 +96,7 @@ def mesh_and_skeleton_3d(vertices: np.ndarray, faces: np.ndarray, pose_gt: np.nd
 
 def fit_row(images: np.ndarray, silhouettes: np.ndarray, masks: np.ndarray,
             vertices: np.ndarray, faces: np.ndarray, pose_gt: np.ndarray,
-            pose_fit: np.ndarray) -> list[np.ndarray]:
+            pose_fit: np.ndarray | None = None) -> list[np.ndarray]:
   """One test frame: each view with the fitted silhouette (orange) and the mask outline,
   then the 3D picture. images (V, H, W, 3), silhouettes/masks (V, H, W)."""
   row = []
