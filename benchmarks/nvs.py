@@ -196,9 +196,11 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
   variables = holder["state"]["variables"]
   synth = jax.jit(lambda v, b: synthesize(v, b, False)).lower(variables, batch).compile()
   enc = jax.jit(encode).lower(variables, batch["image"]).compile()
-  synth_s, synth_cpu_s = _time(lambda: jax.block_until_ready(synth(variables, batch)), warmup, max(steps, 3))
-  encode_s, encode_cpu_s = _time(lambda: jax.block_until_ready(enc(variables, batch["image"])), warmup,
-                   max(steps, 3))
+  repeats = max(steps, 3)
+  synth_s, synth_cpu_s = _time(lambda: jax.block_until_ready(synth(variables, batch)), warmup,
+                               repeats)
+  encode_s, encode_cpu_s = _time(lambda: jax.block_until_ready(enc(variables, batch["image"])),
+                                 warmup, repeats)
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
   params = variables["params"]

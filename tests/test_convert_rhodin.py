@@ -387,8 +387,9 @@ def test_torchvision_resnet50_into_encoder(small):
   np.testing.assert_array_equal(merged["batch_stats"]["encoder"]["bn1"]["mean"],
                                 sd["bn1.running_mean"])
   # The regression stream and the decoder keep their values.
+  before = converted["nvs"]["params"]["encoder"]
   np.testing.assert_array_equal(enc["layer4_reg"]["0"]["conv1"]["kernel"],
-                                converted["nvs"]["params"]["encoder"]["layer4_reg"]["0"]["conv1"]["kernel"])
+                                before["layer4_reg"]["0"]["conv1"]["kernel"])
   assert merged["params"]["from_latent"] is converted["nvs"]["params"]["from_latent"]
   with pytest.raises(ValueError, match="layer1.0.conv1.weight: got"):
     torchvision_resnet.resnet50_into_nvs(
