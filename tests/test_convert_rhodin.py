@@ -348,6 +348,12 @@ def test_load_from_npz_file(small, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, loaded, converted)
   with pytest.raises(FileNotFoundError, match="nothing.pth"):
     rhodin.load_checkpoint(tmp_path / "nothing.pth", model, head)
+  # A .pth needs PyTorch (an optional extra); without it, or for a corrupt file, the error
+  # names the file.
+  corrupt = tmp_path / "corrupt.pth"
+  corrupt.write_bytes(b"not a checkpoint")
+  with pytest.raises((ImportError, ValueError), match="corrupt.pth"):
+    rhodin.load_checkpoint(corrupt, model, head)
 
 
 def _torchvision_shapes(block: str, width: int, depth: tuple[int, ...]) -> dict[str, tuple]:
