@@ -5,9 +5,10 @@ CMU clips by default, SURREAL with `:surreal`) from a generator's; the `smpl` ta
 uses the trained discriminator, frozen, as an adversarial prior on its predictions
 (`config.prior_from` there names this run's workdir).
 
-Evaluation scores held-out real parameters and random ones (uniform joint rotations, the
-same betas) with the discriminator: a useful prior ranks the real above the random
-(`real_vs_random_auc` near 1) and accepts most real ones (`real_accepted`).
+Evaluation scores held-out real parameters, random ones (uniform joint rotations, the same
+betas) and perturbed real ones (each body joint turned by ~0.4 rad) with the discriminator:
+a useful prior ranks the real above the random (`real_vs_random_auc` near 1) and above the
+perturbed (`real_vs_perturbed_auc` > 0.5), and accepts most real ones (`real_accepted`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from scipy.spatial.transform import Rotation
 
 from geopose_jax.data import batching
 from geopose_jax.geometry import rotations
@@ -142,7 +144,6 @@ def discriminator_fn(config: ml_collections.ConfigDict):
 
 def random_rotations_like(rng: np.random.Generator, count: int) -> np.ndarray:
   """(count, 72) axis-angle with every joint's rotation uniform on SO(3)."""
-  from scipy.spatial.transform import Rotation  # pylint: disable=g-import-not-at-top
   return Rotation.random(count * 24, random_state=rng).as_rotvec().reshape(count, 72)
 
 
@@ -202,12 +203,19 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         out.append(np.asarray(score(state["discriminator"], rot, beta[start:start + batch])))
       return np.concatenate(out)
 
+    # Harder negatives: the real poses with every body joint turned by ~0.4 rad at random.
+    noise = np.random.default_rng(config.seed + 1).normal(size=theta.shape) * 0.25
+    noise[:, :3] = 0.0
+    perturbed_theta = (Rotation.from_rotvec(noise.reshape(-1, 3))
+                       * Rotation.from_rotvec(theta.reshape(-1, 3))).as_rotvec()
     real, random = scores(theta), scores(random_theta)
+    perturbed = scores(perturbed_theta.reshape(theta.shape))
     z = jax.random.normal(jax.random.PRNGKey(config.seed), (batch, config.model.latent_dim))
     gen_theta, gen_beta = sample(state["generator"].params, z)
     generated = np.asarray(score(state["discriminator"],
                                  rotations.axis_angle_to_matrix(gen_theta), gen_beta))
     return {"real_vs_random_auc": ranking_auc(real, random),
+            "real_vs_perturbed_auc": ranking_auc(real, perturbed),
             "real_accepted": float(np.mean(real > 0)),
             "random_rejected": float(np.mean(random < 0)),
             "generated_accepted": float(np.mean(generated > 0)),
