@@ -51,6 +51,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.rotation.camera_pitch = 0.22
   config.rotation.pivot = "root"               # 'root' (lifted root) or 'fixed' ((0, 0, c))
 
+  # 2D domain adapter: maps 2D poses of another domain (another detector, other cameras)
+  # into the training 2D distribution, adversarially; the lifter (config.init_from) is frozen.
+  config.adapter = ml_collections.ConfigDict()
+  config.adapter.enabled = False
+  config.adapter.source_builder_config = "synthetic_noisy"   # h36m_poses config of the domain
+  config.adapter.source_npz_2d = ""            # or VideoPose3D-format files of the domain
+  config.adapter.source_npz_3d = ""            # (3D only for its evaluation)
+  config.adapter.features = 256
+  config.adapter.num_blocks = 2
+  config.adapter.identity = 1.0                # weight of ||A(x) - x||^2
+  config.adapter.lr = 1e-4
+
   config.optim = ml_collections.ConfigDict()
   config.optim.lifter_lr = 1e-4
   config.optim.disc_lr = 1e-4
@@ -74,6 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.eval.batch_size = 1024
   config.viz.num_examples = 4
+  config.viz.gif_frames = 24                   # frames of the turning-skeleton GIF
 
   if variant.demo:
     config.model.features = 256
