@@ -30,14 +30,14 @@ from configs import lifter as lifter_config  # noqa: E402
 from geopose_jax.tasks import lifter as task_lib  # noqa: E402
 
 
-def _time(fn, warmup: int, steps: int) -> float:
-  """Seconds per call of `fn()` (which must block until its result is ready)."""
+def _time(fn, warmup: int, steps: int) -> tuple[float, float]:
+  """(wall seconds, this process's CPU seconds) per call of `fn()` (which must block)."""
   for _ in range(warmup):
     fn()
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   for _ in range(steps):
     fn()
-  return (time.perf_counter() - start) / steps
+  return ((time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps)
 
 
 def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int = 2,
@@ -64,13 +64,14 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
   compile_start = time.perf_counter()
   one_step()
   compile_s = time.perf_counter() - compile_start
-  step_s = _time(one_step, warmup, steps)
+  load_before = os.getloadavg()[0]
+  step_s, step_cpu_s = _time(one_step, warmup, steps)
 
   lifter_state = holder["state"]["lifter"]
   predict = jax.jit(lambda s, p: task_lib.predict(config, s, p))
   inputs = jax.device_put(rng.normal(scale=0.2, size=(inference_batch_size, 17, 2)).astype(
       np.float32))
-  infer_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)), warmup + 1,
+  infer_s, infer_cpu_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)), warmup + 1,
                   max(steps, 5))
   num_params = {name: int(sum(np.size(x) for x in jax.tree.leaves(s.params)))
                 for name, s in holder["state"].items()}
@@ -83,6 +84,9 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
       "platform": jax.devices()[0].platform,
       "num_devices_used": 1,
       "host_cpus": os.cpu_count(),
+      # On a shared machine the wall-clock numbers depend on the other load; the CPU seconds
+      # this process used per step say how much of the machine it had.
+      "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
       "machine": platform.machine(),
       "jax_version": jax.__version__,
       "batch_size": batch_size,
@@ -90,10 +94,12 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
       "num_params": num_params,
       "compile_s": round(compile_s, 3),
       "train_step_s": round(step_s, 5),
+      "train_step_process_cpu_s": round(step_cpu_s, 5),
       "train_steps_per_s": round(1.0 / step_s, 4),
       "train_poses_per_s": round(batch_size / step_s, 1),
       "inference_batch_size": inference_batch_size,
       "inference_batch_s": round(infer_s, 6),
+      "inference_batch_process_cpu_s": round(infer_cpu_s, 6),
       "inference_poses_per_s": round(inference_batch_size / infer_s, 1),
   }
 

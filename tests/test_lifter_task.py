@@ -243,8 +243,8 @@ def npz_config(tmp_path_factory):
   config = tiny_config(**{"train.steps": 3, "train.log_every": 1, "train.eval_every": 0,
                           "train.checkpoint_every": 0, "eval.batch_size": 8})
   config.train.progress_bar = False
-  config.viz.num_examples = 2
-  config.viz.gif_frames = 3
+  config.viz.num_examples = 1
+  config.viz.gif_frames = 2
   config.data.data_dir = str(folder / "data")
   config.data.npz_3d, config.data.npz_2d = str(path_3d), str(path_2d)
   return config

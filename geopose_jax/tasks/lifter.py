@@ -11,16 +11,30 @@ One training step, for a batch of normalised 2D poses x (and the next frame's x_
                                                                     -> 3D consistency ||Y~ - Y'||^2
     (x~_t - x~_{t+1})                must move like real poses        -> temporal discriminator
 
-No 3D label is read: the training pipeline (`train_data`) yields only `pose_2d` and
-`pose_2d_next`, and `train_step` checks that the batch carries nothing else.
+No 3D label is read: the training pipeline (`train_data`) yields 2D poses and integer
+metadata only, and `train_step` refuses a batch with any other key.
 
-The rotation is about the vertical axis of the camera (y, pointing down in Human3.6M camera
-coordinates), followed by an elevation about x. The unofficial public PyTorch code rotates
-about the camera's z axis instead, an in-plane rotation of the image that reveals nothing
-about depth; this module fixes that.
+The rotation turns the body about the vertical axis (the camera's y axis, pointing down in
+Human3.6M camera coordinates, tilted by `rotation.camera_pitch` for cameras that look down),
+followed by an elevation about x. The unofficial public PyTorch code rotates about the
+camera's z axis instead, an in-plane rotation of the image that reveals nothing about depth;
+this module fixes that.
+
+Where this differs from the paper's description, and why:
+- The discriminators see synthetic views normalised like the real poses
+  (`loss.normalize_fake_2d`) and both are scaled by c: otherwise the 2D scale of a view
+  betrays it, and the lifter distorts depth to fix the scale.
+- The rotation pivot is the lifted root (`rotation.pivot='root'`; 'fixed' = (0, 0, c) as in
+  the paper), so synthetic views stay root-centred like the real ones.
+- The consistency losses are measured in body units (the 2D error times c), so that the
+  weights do not depend on c.
+- The lifter's depth head starts near zero (the untrained lifter is the constant-depth
+  lift), and projections clamp depths below 1: with the usual initialisation the first
+  train-mode offsets swing joints behind the camera and the cycle diverges.
 
 `config.supervised` trains the same lifter from 3D labels instead (the comparison
-reference); its pipeline then carries `pose_3d_cam`.
+reference); its pipeline then carries `pose_3d_cam`. `config.adapter.enabled` trains the
+2D domain adapter in front of a frozen trained lifter (`config.init_from`).
 """
 
 from __future__ import annotations
