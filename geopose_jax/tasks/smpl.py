@@ -314,7 +314,6 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
                        "silhouette_bce": bce, "silhouette_iou": iou,
                        "beta_rms": jnp.sqrt(jnp.mean(beta ** 2))}
 
-  eval_size = int(config.loss.silhouette_size)
 
   def view_terms(rot, beta, pose_gt, R, t, K, masks):
     """Per sample: errors on the mapped joints and the IoU in the input view itself."""
@@ -329,16 +328,18 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   def eval_step(state, batch):
     """Every view as input: per sample and view, joint errors and the IoU in that view."""
     reg = state["regressor"]
-    out = {"mpjpe": [], "pa_mpjpe": [], "silhouette_iou": []}
-    for v in range(NUM_VIEWS):
-      rot, beta, _ = predict(state["nvs"], {"params": reg.params,
-                                            "batch_stats": reg.batch_stats},
-                             batch["images"][:, v], False)
-      terms = per_device(view_terms, rot, beta, batch["pose_3d_cam"][:, v], batch["R"][:, v],
-                         batch["t"][:, v], batch["K"][:, v], batch["masks"][:, v])
-      for key, value in zip(("mpjpe", "pa_mpjpe", "silhouette_iou"), terms):
-        out[key].append(value)
-    return {k: jnp.stack(v, axis=1) for k, v in out.items()}           # (B, 4) each
+    reg_vars = {"params": reg.params, "batch_stats": reg.batch_stats}
+
+    def one_view(v):
+      take = lambda x: jax.lax.dynamic_index_in_dim(x, v, axis=1, keepdims=False)  # noqa: E731
+      rot, beta, _ = predict(state["nvs"], reg_vars, take(batch["images"]), False)
+      return per_device(view_terms, rot, beta, take(batch["pose_3d_cam"]), take(batch["R"]),
+                        take(batch["t"]), take(batch["K"]), take(batch["masks"]))
+
+    # One compiled body for the four views (a loop over a traced index).
+    terms = jax.lax.map(one_view, jnp.arange(NUM_VIEWS))
+    return {k: jnp.moveaxis(v, 0, 1)                                    # (B, 4) each
+            for k, v in zip(("mpjpe", "pa_mpjpe", "silhouette_iou"), terms)}
 
   def evaluate(state, split):
     loader = multiview.multiview_samples(
@@ -376,8 +377,10 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
 
   def visualize(state, out_dir, step):
     from geopose_jax.viz import smpl as smpl_viz  # pylint: disable=g-import-not-at-top
+    if int(config.viz.num_examples) <= 0:
+      return {}
     loader = multiview.multiview_samples(
-        config.data, split="test", global_batch_size=max(1, int(config.viz.num_examples)),
+        config.data, split="test", global_batch_size=int(config.viz.num_examples),
         seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
     batch = next(iter(loader))
     sil, vertices_cam = fit_for_pictures(state, *(jnp.asarray(batch[k]) for k in (
