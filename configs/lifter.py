@@ -6,8 +6,13 @@ r"""Self-supervised 2D -> 3D lifter (Chen et al. CVPR 2019).
     python launch.py --config=configs/lifter.py:wgan              # WGAN-GP instead of BCE
     python launch.py --config=configs/lifter.py --workdir=runs/l --mode=eval \
         --config.data.npz_2d=data_2d_h36m_gt.npz --config.data.npz_3d=data_3d_h36m.npz
+    python launch.py --config=configs/lifter.py:demo --workdir=runs/adapt \
+        --config.adapter.enabled=true --config.init_from=runs/l   # 2D domain adapter
 
 Variants (combine with commas): demo, supervised, wgan.
+Evaluation uses the test split's `data.test_subjects` (S9, S11); the metrics are P-MPJPE
+(Procrustes with scale: the primary one, since scale is unobservable), N-MPJPE, MPJPE after
+root alignment and a least-squares scale, PCK@150 mm and AUC, per action and overall.
 """
 
 import math

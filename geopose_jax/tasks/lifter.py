@@ -274,7 +274,7 @@ def _lift_fn(lifter, params, batch_stats, rngs_key):
 def self_supervised_train_step(config, state, batch, rng):
   """One generator + discriminator update of the geometric self-supervision objective.
 
-  Both players are differentiated from one forward pass: the lifter against the current
+  Both players are updated from the same lifted poses: the lifter against the current
   discriminators, the discriminators against the current fakes (gradient-stopped).
   `config.train.gan_update == 'alternate'` applies the discriminator update on even steps and
   the lifter update on odd steps instead of both every step.
