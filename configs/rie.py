@@ -100,6 +100,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eval_every = 0
     config.train.checkpoint_every = 300
     config.optim.steps_per_epoch = 60   # ten short epochs, so both schedules play out
+    # Stage 2 with its encoders entirely frozen (inference-mode BatchNorm and dropout): at this
+    # short budget it beats the original's train-mode encoders (stage-2 P1 81.5 vs 87.2 mm).
+    config.optim.freeze_batch_stats = True
     config.eval.batch_size = 512
     config.eval.frame_stride = 4
     config.viz.max_frames = 30
