@@ -22,11 +22,12 @@ PAPER_NET = dict(
     appearance_dim=128, decoder_channels=(32, 64, 128, 256), dropout=0.3, image_size=128,
     frozen_stem_batch_stats=False)
 
-# A narrow, shallow network at 64x64 for CPU demos: same structure, fewer channels.
+# A narrow, shallow network at 64x64 for CPU demos: same structure, fewer channels
+# (thinnest at full resolution, where a decoder spends most of its time).
 DEMO_NET = dict(
     encoder_depth=(1, 1, 1), width=16, block="bottleneck", layer4_reg_blocks=1,
     to_vec_channels=(64, 64), to_vec_padded=True, bottleneck_num_latent_points=200,
-    appearance_dim=32, decoder_channels=(16, 32, 64, 96), dropout=0.3, image_size=64,
+    appearance_dim=32, decoder_channels=(8, 16, 48, 96), dropout=0.3, image_size=64,
     frozen_stem_batch_stats=False)
 
 
@@ -85,10 +86,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.freeze_low_level = False
     config.loss.perceptual_without_weights = "off"
     config.train.batch_size = 16
-    config.train.steps = 800
-    config.train.log_every = 25
+    config.train.steps = 1200
+    config.train.log_every = 50
     config.train.eval_every = 0
-    config.train.checkpoint_every = 400
+    config.train.checkpoint_every = 600
     config.train.viz_every = 0
     config.eval.batch_size = 32
     config.eval.max_examples = 256

@@ -84,6 +84,7 @@ def test_stage1_then_pose_head_then_eval(data_dir, tmp_path):
 
   pose = _common(nvs_pose_config.get_config("demo"), folder, name, steps=3)
   pose.model.head_hidden = 16
+  pose.viz.num_examples = 0  # Stage 1 above drew through the same code.
   pose.data.label_subjects = ("S1",)
   pose.init_from = str(tmp_path / "nvs")
   loop.run(pose, tmp_path / "pose")

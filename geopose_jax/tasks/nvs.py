@@ -350,11 +350,14 @@ def draw(synthesizer, variables, config, out_dir: pathlib.Path, step: int,
   """Writes the grid (input | real other views | synthesised ones) and yaw sweeps.
 
   `synthesizer` from `make_view_synthesizer`, or None to draw only images and poses.
+  `config.viz.num_examples=0` draws nothing.
 
   Returns {name: image} for TensorBoard.
   """
   from geopose_jax.viz import nvs_sweep  # pylint: disable=g-import-not-at-top
 
+  if config.viz.num_examples <= 0:
+    return {}
   examples = load_examples(config.data, config.viz.num_examples)
   synthesize_fn = None
   if synthesizer is not None:

@@ -81,10 +81,10 @@ def render_poses_3d(poses: Sequence[np.ndarray], styles: Sequence[str] = ("-", "
                     radius: float | None = None, elev: float = 10.0, azim: float = -90.0,
                     title: str | None = None,
                     parents: Sequence[int] = skeleton.H36M_PARENTS) -> np.ndarray:
-  """Renders root-centred overlays of several `(J, 3)` poses to a uint8 image.
+  """Renders overlays of several `(J, 3)` poses, each centred on its own root, to uint8.
 
-  The first pose fixes the centre (its root) and, unless given, the radius (its extent), so
-  a sweep of rotated poses drawn with the same `radius` keeps a fixed scale.
+  Unless given, the radius is the first pose's extent, so a sweep of rotated poses drawn
+  with the same `radius` keeps a fixed scale.
 
   Returns:
     `(size_px, size_px, 3)` uint8.
@@ -92,16 +92,16 @@ def render_poses_3d(poses: Sequence[np.ndarray], styles: Sequence[str] = ("-", "
   if not len(poses):
     raise ValueError("render_poses_3d needs at least one pose")
   poses = [_check_pose(p, 3, parents) for p in poses]
-  root = poses[0][0]
+  poses = [p - p[:1] for p in poses]
   fig = Figure(figsize=(size_px / 100.0, size_px / 100.0), dpi=100)
   FigureCanvasAgg(fig)
   ax = fig.add_subplot(111, projection="3d")
   for i, pose in enumerate(poses):
-    plot_pose_3d(ax, pose - root, parents, linestyle=styles[i % len(styles)],
+    plot_pose_3d(ax, pose, parents, linestyle=styles[i % len(styles)],
                  alpha=1.0 if i == 0 else 0.7,
                  label=labels[i] if labels and i < len(labels) else None)
   if radius is None:
-    radius = max(float(np.abs(poses[0] - root).max()), 1e-6) * 1.1
+    radius = max(float(np.abs(poses[0]).max()), 1e-6) * 1.1
   set_equal_3d(ax, np.zeros(3), radius)
   ax.view_init(elev=elev, azim=azim)
   ax.set_xticklabels([])
