@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.adapter.source_npz_3d = ""            # (3D only for its evaluation)
   config.adapter.features = 256
   config.adapter.num_blocks = 2
-  config.adapter.identity = 1.0                # weight of ||A(x) - x||^2
+  config.adapter.identity = 10.0               # weight of ||A(x) - x||^2 (body units)
   config.adapter.lr = 1e-4
 
   config.optim = ml_collections.ConfigDict()
