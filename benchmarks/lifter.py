@@ -71,8 +71,8 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
   predict = jax.jit(lambda s, p: task_lib.predict(config, s, p))
   inputs = jax.device_put(rng.normal(scale=0.2, size=(inference_batch_size, 17, 2)).astype(
       np.float32))
-  infer_s, infer_cpu_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)), warmup + 1,
-                  max(steps, 5))
+  infer_s, infer_cpu_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)),
+                               warmup + 1, max(steps, 5))
   num_params = {name: int(sum(np.size(x) for x in jax.tree.leaves(s.params)))
                 for name, s in holder["state"].items()}
   return {

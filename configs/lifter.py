@@ -84,7 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.builder_config = ""              # '' = the dataset's default (synthetic)
   config.data.npz_2d = ""                      # VideoPose3D-format .npz files to evaluate on
   config.data.npz_3d = ""
-  config.data.manual_dir = ""                  # licence-gated sources; "" = data_dir/downloads/manual
+  config.data.manual_dir = ""                  # licence-gated sources; "": default folder
   config.data.train_subjects = ()              # () = every subject of the train split
   config.data.test_subjects = ("S9", "S11")
   config.data.frame_step = 1                   # gap between a frame and its "next" frame

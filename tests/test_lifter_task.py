@@ -169,8 +169,8 @@ def test_wgan_gp_penalty_is_finite_and_nonzero_on_random_data():
 def test_gan_losses_by_hand():
   real, fake = jnp.array([2.0, -1.0]), jnp.array([0.5, -3.0])
   sp = lambda v: np.log1p(np.exp(v))
-  np.testing.assert_allclose(task_lib.discriminator_loss(real, fake, "standard"),
-                             np.mean(sp(-np.array([2.0, -1.0]))) + np.mean(sp(np.array([0.5, -3.0]))),
+  expected = np.mean(sp(-np.array([2.0, -1.0]))) + np.mean(sp(np.array([0.5, -3.0])))
+  np.testing.assert_allclose(task_lib.discriminator_loss(real, fake, "standard"), expected,
                              rtol=1e-6)
   np.testing.assert_allclose(task_lib.generator_loss(fake, "standard"),
                              np.mean(sp(-np.array([0.5, -3.0]))), rtol=1e-6)
