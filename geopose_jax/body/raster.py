@@ -157,9 +157,11 @@ def default_window(sigma: float, tail: float = 1e-4) -> int:
   return int(math.ceil(2.0 * _margin(sigma, tail))) + 3
 
 
-def _windowed_logs(tri, valid, origin, window: int, image_size, sigma: float, dtype):
-  """Sum of log(1 - D) of each face over a window x window pixel block at `origin` (F, 2):
-  (H, W). The pairs are evaluated in one vectorised sweep and scatter-added."""
+def _windowed_logs(tri, valid, origin, owner, window: int, num_images: int, image_size,
+                   sigma: float, dtype):
+  """Sum of log(1 - D) of each face over a window x window pixel block at `origin` (F, 2)
+  of image `owner` (F,): (num_images, H, W). The pairs are evaluated in one vectorised
+  sweep and scatter-added."""
   height, width = image_size
   offsets = jnp.arange(window * window, dtype=jnp.int32)[:, None]
   col = origin[:, 0] + offsets % window                                   # (w*w, F)
@@ -169,26 +171,29 @@ def _windowed_logs(tri, valid, origin, window: int, image_size, sigma: float, dt
   logs = log_uncovered(tri, valid, corner_x + (offsets % window).astype(dtype),
                        corner_y + (offsets // window).astype(dtype), sigma)
   in_image = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-  index = jnp.where(in_image, row * width + col, height * width)
+  pixels = height * width
+  index = jnp.where(in_image, owner * pixels + row * width + col, num_images * pixels)
   # Keeps XLA from fusing the per-pair computation into the (serial) scatter loop.
   logs, index = jax.lax.optimization_barrier((logs, index))
-  total = jnp.zeros((height * width + 1,), dtype).at[index.reshape(-1)].add(logs.reshape(-1))
-  return total[:-1].reshape(height, width)
+  total = jnp.zeros((num_images * pixels + 1,), dtype).at[index.reshape(-1)].add(
+      logs.reshape(-1))
+  return total[:-1].reshape(num_images, height, width)
 
 
-def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float = 0.1,
-                    window: int | None = None, max_medium_faces: int = 512,
-                    max_large_faces: int = 16, tail: float = 1e-4, near: float = 1e-3):
-  """One soft silhouette.
+def soft_silhouettes(xy, depth, faces, image_size: tuple[int, int], sigma: float = 0.1,
+                     window: int | None = None, max_medium_faces: int = 128,
+                     max_large_faces: int = 8, tail: float = 1e-4, near: float = 1e-3):
+  """Soft silhouettes of S projections of one mesh, evaluated together.
 
   Each face is evaluated on one of three footprints, by the size of its padded bounding
   box: a `window`-pixel block (most faces of a detailed mesh), a block 4x wider for the
-  `max_medium_faces` largest of those that do not fit, or the whole image for the
-  `max_large_faces` largest of all. A face left over beyond these counts is clipped to the
-  footprint it got, so raise them for meshes of many large faces.
+  `S * max_medium_faces` largest of those that do not fit, or the whole image for the
+  `S * max_large_faces` largest of all. A face left over beyond these counts is clipped to
+  the footprint it got, so raise them for meshes of many large faces. The S images share
+  one scatter (no per-image batching), which is what makes batches fast on CPU.
 
   Args:
-    xy: (N, 2) projected vertices in pixels; depth: (N,) camera depths.
+    xy: (S, N, 2) projected vertices in pixels; depth: (S, N) camera depths.
     faces: (F, 3) vertex indices.
     image_size: (height, width).
     sigma: edge softness in squared pixels (SoftRas' sigma is in squared NDC units:
@@ -196,26 +201,28 @@ def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float 
       silhouette edge, so a dense mesh looks about sqrt(sigma) * a few pixels fatter than
       its hard silhouette; keep sigma small (0.1-0.3) for meshes of thousands of faces.
     window: side of the small footprint (static); None: `default_window(sigma, tail)`.
-    max_medium_faces, max_large_faces: sizes of the two larger footprints' face lists.
+    max_medium_faces, max_large_faces: per image, sizes of the larger footprints' lists.
     tail: coverage below which a face's contribution is dropped (sets the margin).
 
   Returns:
-    (H, W) silhouette in [0, 1).
+    (S, H, W) silhouettes in [0, 1).
   """
   height, width = image_size
-  num_faces = faces.shape[0]
+  num_images, num_faces = xy.shape[0], faces.shape[0] * xy.shape[0]
   margin = _margin(sigma, tail)
   window = default_window(sigma, tail) if window is None else window
   medium_window = 4 * window
-  tri, valid = face_triangles(xy, depth, faces, near)
+  tri, valid = jax.vmap(lambda a, b: face_triangles(a, b, faces, near))(xy, depth)
+  tri, valid = tri.reshape(num_faces, 3, 2), valid.reshape(num_faces)
+  owner = jnp.repeat(jnp.arange(num_images, dtype=jnp.int32), faces.shape[0])
 
   lo = jax.lax.stop_gradient(jnp.min(tri, axis=1)) - margin              # (F, 2)
   hi = jax.lax.stop_gradient(jnp.max(tri, axis=1)) + margin
   origin = jnp.floor(lo).astype(jnp.int32) + 1   # first pixel centre inside the padded box
   needs = jnp.max(jnp.floor(hi).astype(jnp.int32) - origin + 1, axis=-1)  # pixels per side
   needs = jnp.where(valid, needs, 0)
-  num_large = min(max_large_faces, num_faces)
-  num_medium = min(max_medium_faces, num_faces - num_large)
+  num_large = min(max_large_faces * num_images, num_faces)
+  num_medium = min(max_medium_faces * num_images, num_faces - num_large)
   # The largest faces first: the first num_large may go dense, the rest medium.
   _, biggest = jax.lax.top_k(needs, num_large + num_medium)
   rank_needs = needs[biggest]
@@ -224,24 +231,33 @@ def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float 
   footprint = jnp.zeros((num_faces,), jnp.int32).at[biggest].set(
       jnp.where(is_large, 2, jnp.where(is_medium, 1, 0)))
 
-  total = _windowed_logs(tri, valid & (footprint == 0), origin, window, image_size, sigma,
-                         xy.dtype)
+  total = _windowed_logs(tri, valid & (footprint == 0), origin, owner, window, num_images,
+                         image_size, sigma, xy.dtype)
   if num_medium + num_large:
-    total = total + _windowed_logs(tri[biggest], is_medium, origin[biggest], medium_window,
-                                   image_size, sigma, xy.dtype)
+    total = total + _windowed_logs(tri[biggest], is_medium, origin[biggest], owner[biggest],
+                                   medium_window, num_images, image_size, sigma, xy.dtype)
   if num_large:
     large = biggest[:num_large]
     pixels = jnp.arange(height * width)
     grid_x = (pixels % width).astype(xy.dtype)[:, None]
     grid_y = (pixels // width).astype(xy.dtype)[:, None]
-    dense = log_uncovered(tri[large], is_large[:num_large], grid_x, grid_y, sigma)
-    total = total + jnp.sum(dense, axis=1).reshape(height, width)
+    dense = log_uncovered(tri[large], is_large[:num_large], grid_x, grid_y, sigma)  # (P, L)
+    total = total + jnp.zeros((num_images, height * width), xy.dtype).at[owner[large]].add(
+        dense.T).reshape(num_images, height, width)
   return -jnp.expm1(total)
+
+
+def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float = 0.1,
+                    window: int | None = None, max_medium_faces: int = 128,
+                    max_large_faces: int = 8, tail: float = 1e-4, near: float = 1e-3):
+  """One soft silhouette: (N, 2) pixels, (N,) depths -> (H, W); see `soft_silhouettes`."""
+  return soft_silhouettes(xy[None], depth[None], faces, image_size, sigma, window,
+                          max_medium_faces, max_large_faces, tail, near)[0]
 
 
 def render_silhouettes(vertices, faces, R, t, K, image_size: tuple[int, int],
                        sigma: float = 0.1, window: int | None = None,
-                       max_medium_faces: int = 512, max_large_faces: int = 16,
+                       max_medium_faces: int = 128, max_large_faces: int = 8,
                        chunk_size: int = 16, tail: float = 1e-4, near: float = 1e-3):
   """Soft silhouettes of a batch of meshes, each seen by several cameras.
 
@@ -262,12 +278,21 @@ def render_silhouettes(vertices, faces, R, t, K, image_size: tuple[int, int],
   xy = xy.reshape((batch * num_cameras,) + xy.shape[2:])
   depth = depth.reshape((batch * num_cameras,) + depth.shape[2:])
 
-  @jax.checkpoint
-  def one(args):
-    return soft_silhouette(args[0], args[1], faces, image_size, sigma, window,
-                           max_medium_faces, max_large_faces, tail, near)
+  total = batch * num_cameras
+  chunk = max(1, min(chunk_size, total))
+  padded = -(-total // chunk) * chunk
+  if padded != total:   # repeat the last view to fill the last chunk; dropped below
+    xy = jnp.concatenate([xy, jnp.repeat(xy[-1:], padded - total, axis=0)])
+    depth = jnp.concatenate([depth, jnp.repeat(depth[-1:], padded - total, axis=0)])
 
-  silhouettes = jax.lax.map(one, (xy, depth), batch_size=min(chunk_size, batch * num_cameras))
+  @jax.checkpoint
+  def one_chunk(args):
+    return soft_silhouettes(args[0], args[1], faces, image_size, sigma, window,
+                            max_medium_faces, max_large_faces, tail, near)
+
+  silhouettes = jax.lax.map(one_chunk, (xy.reshape((-1, chunk) + xy.shape[1:]),
+                                        depth.reshape((-1, chunk) + depth.shape[1:])))
+  silhouettes = silhouettes.reshape((padded,) + tuple(image_size))[:total]
   return silhouettes.reshape((batch, num_cameras) + tuple(image_size))
 
 
