@@ -60,17 +60,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.viz.num_examples = 3
 
   if variant.demo:
-    config.body.detail = 0.5
+    config.body.detail = 0.4
     config.model.width = 256
     config.model.trunk_layers = 2
     config.optim.lr = 1e-3
     config.loss.silhouette_start = 150
-    config.loss.silhouette_size = 64
+    config.loss.silhouette_size = 32
+    config.loss.silhouette_sigma = 0.2
     config.train.batch_size = 16
-    config.train.steps = 400
+    config.train.steps = 300
     config.train.log_every = 25
-    config.train.eval_every = 200
-    config.train.checkpoint_every = 400
+    config.train.eval_every = 150
+    config.train.checkpoint_every = 300
     config.eval.batch_size = 16
     config.eval.max_examples = 128
   return config
