@@ -50,7 +50,7 @@ def point_config(method: str, fraction: float):
   if FLAGS.batch_size:
     config.train.batch_size = FLAGS.batch_size
   config.train.eval_every = 0
-  config.viz.num_examples = 2
+  config.viz.num_examples = 0  # Tables only; the single runs draw their own pictures.
   if method == "nvs":
     config.init_from = FLAGS.nvs_workdir
   return config

@@ -75,11 +75,18 @@ def _common(config, data_dir, name, steps):
   return config
 
 
-def test_stage1_then_pose_head_then_eval(data_dir, tmp_path):
+def test_stage1_lowers_the_loss_then_pose_head_then_eval(data_dir, tmp_path):
   folder, name = data_dir
-  stage1 = _common(nvs_config.get_config("demo"), folder, name, steps=2)
+  stage1 = _common(nvs_config.get_config("demo"), folder, name, steps=24)
+  stage1.optim.lr = 1e-2
+  stage1.viz.num_examples = 1
+  stage1.viz.sweep_angles = 4  # The same batch as the 4 views: one compiled synthesizer.
   loop.run(stage1, tmp_path / "nvs")
-  assert (tmp_path / "nvs" / "eval" / "test.json").is_file()
+  logged = [json.loads(line) for line in (tmp_path / "nvs" / "metrics.jsonl").open()]
+  losses = [m["train/loss"] for m in logged if "train/loss" in m]
+  assert len(losses) == 24 and np.isfinite(losses).all()
+  assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
+  assert "l1" in json.loads((tmp_path / "nvs" / "eval" / "test.json").read_text())
   assert list((tmp_path / "nvs" / "viz").glob("sweep0_*.gif"))
 
   pose = _common(nvs_pose_config.get_config("demo"), folder, name, steps=3)

@@ -169,25 +169,14 @@ def test_frozen_prefix_must_name_parameters():
     nvs.trainable_labels(params, ("encoder/layer9",))
 
 
-def test_training_lowers_the_loss_and_keeps_frozen_layers():
-  config = tiny_config()
-  model = nvs.build_model(config)
-  variables = jax.jit(nvs.make_init_variables(model, 16))(jax.random.key(0))
-  frozen = nvs.frozen_prefixes(config)
-  tx = nvs.make_optimizer(config.optim, variables["params"], frozen)
-  state = TrainState.create(variables["params"], tx, variables["batch_stats"])
-  step = jax.jit(nvs.make_train_step(model, None, config))
-  batch = fake_batch(8)
-  before = state.params
-  history = []
-  for i in range(40):
-    state, metrics = step(state, batch, jax.random.key(i))
-    history.append(float(metrics["loss"]))
-  assert np.isfinite(history).all()
-  assert np.mean(history[-5:]) < 0.8 * np.mean(history[:3]), history
-  np.testing.assert_array_equal(state.params["encoder"]["conv1"]["kernel"],
-                                before["encoder"]["conv1"]["kernel"])
-  np.testing.assert_array_equal(state.params["encoder"]["layer2"]["0"]["conv2"]["kernel"],
-                                before["encoder"]["layer2"]["0"]["conv2"]["kernel"])
-  assert not np.allclose(state.params["encoder"]["fc"]["kernel"],
-                         before["encoder"]["fc"]["kernel"])
+def test_frozen_parameters_get_no_update_and_no_optimizer_moments():
+  params = {"encoder": {"conv1": {"kernel": jnp.ones((2, 2))}, "fc": {"kernel": jnp.ones(3)}}}
+  tx = nvs.make_optimizer(tiny_config().optim, params, ("encoder/conv1",))
+  state = TrainState.create(params, tx)
+  grads = jax.tree.map(jnp.ones_like, params)
+  for _ in range(3):
+    state = state.apply_gradients(grads)
+  np.testing.assert_array_equal(state.params["encoder"]["conv1"]["kernel"], 1.0)
+  assert (np.asarray(state.params["encoder"]["fc"]["kernel"]) < 1.0).all()
+  moments = [x for x in jax.tree.leaves(state.opt_state) if getattr(x, "shape", ()) == (2, 2)]
+  assert not moments  # Adam keeps no state for the frozen layer.
