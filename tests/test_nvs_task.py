@@ -180,3 +180,48 @@ def test_frozen_parameters_get_no_update_and_no_optimizer_moments():
   assert (np.asarray(state.params["encoder"]["fc"]["kernel"]) < 1.0).all()
   moments = [x for x in jax.tree.leaves(state.opt_state) if getattr(x, "shape", ()) == (2, 2)]
   assert not moments  # Adam keeps no state for the frozen layer.
+
+
+def _fake_torchvision_npz(path, variables):
+  """A torchvision-named state dict (random values) for `variables`, saved as .npz."""
+  from geopose_jax.convert import torch_io  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  state = {name: rng.normal(size=t.torch_shape).astype(np.float32)
+           for name, t in torch_io.torch_names(variables).items()}
+  np.savez(path, **state)
+  return state
+
+
+def test_perceptual_network_takes_resnet18_weights_from_a_file(tmp_path):
+  from geopose_jax.models import resnet  # pylint: disable=g-import-not-at-top
+  network = resnet.ResNet18Features(do_maxpooling=False)
+  abstract = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+  state = _fake_torchvision_npz(tmp_path / "resnet18.npz", abstract)
+  loaded = losses.load_resnet18_features(str(tmp_path / "resnet18.npz"), network)
+  np.testing.assert_allclose(loaded["params"]["conv1"]["kernel"],
+                             state["conv1.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_allclose(loaded["batch_stats"]["layer2"]["0"]["bn1"]["var"],
+                             state["layer2.0.bn1.running_var"])
+  with pytest.raises(FileNotFoundError, match="perceptual_weights"):
+    losses.perceptual_network(str(tmp_path / "missing.pth"), 16)
+  assert losses.perceptual_network("", 16, "off") is None
+
+
+def test_encoder_weights_replace_only_the_imagenet_layers(tmp_path):
+  config = tiny_config()
+  config.model.net.update(width=64, encoder_depth=(3, 4, 6))  # ResNet-50's layer1..3
+  model = nvs.build_model(config)
+  abstract = jax.eval_shape(nvs.make_init_variables(model, 16), jax.random.key(0))
+  imagenet = {c: {k: v for k, v in abstract[c]["encoder"].items()
+                  if k in ("conv1", "bn1", "layer1", "layer2", "layer3")}
+              for c in ("params", "batch_stats")}
+  state = _fake_torchvision_npz(tmp_path / "resnet50.npz", imagenet)
+  loaded = nvs.load_encoder_weights(abstract, str(tmp_path / "resnet50.npz"))
+  assert set(loaded["params"]["encoder"]) == {"conv1", "bn1", "layer1", "layer2", "layer3"}
+  np.testing.assert_allclose(loaded["params"]["encoder"]["layer3"]["5"]["conv3"]["kernel"],
+                             state["layer3.5.conv3.weight"].transpose(2, 3, 1, 0))
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
+  merged = nvs.merge_weights(zeros, loaded)
+  np.testing.assert_allclose(merged["batch_stats"]["encoder"]["bn1"]["mean"],
+                             state["bn1.running_mean"])
+  assert not np.asarray(merged["params"]["encoder"]["fc"]["kernel"]).any()  # untouched
