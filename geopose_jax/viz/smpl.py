@@ -76,17 +76,19 @@ def mesh_and_skeleton_3d(vertices: np.ndarray, faces: np.ndarray, pose_gt: np.nd
   root = pose_gt[0]
   fig = Figure(figsize=(size_px / 100.0, size_px / 100.0), dpi=100)
   FigureCanvasAgg(fig)
+  fig.subplots_adjust(0, 0, 1, 1)
   ax = fig.add_subplot(111, projection="3d")
   plot = skeleton_plot.camera_to_plot(vertices - root)
   keep = faces[:: max(1, len(faces) // 3000)]
   ax.plot_trisurf(plot[:, 0], plot[:, 1], plot[:, 2], triangles=keep, color="orange",
-                  alpha=0.25, linewidth=0.0, shade=True)
+                  alpha=0.35, linewidth=0.0, shade=True)
   skeleton_plot.plot_pose_3d(ax, pose_gt - root, linewidth=2.5, label="ground truth")
   if pose_fit is not None:
     skeleton_plot.plot_pose_3d(ax, pose_fit - root, linestyle="--", linewidth=1.5,
                                label="fitted")
   extent = float(np.abs(skeleton_plot.camera_to_plot(pose_gt - root)).max()) * 1.1 + 1e-6
   skeleton_plot.set_equal_3d(ax, np.zeros(3), extent)
+  ax.set_box_aspect((1, 1, 1), zoom=1.4)   # the picture is small in the grid: fill it
   ax.view_init(elev=10.0, azim=-70.0)
   ax.set_xticks([]), ax.set_yticks([]), ax.set_zticks([])
   if title:
