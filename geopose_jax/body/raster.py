@@ -181,15 +181,15 @@ def _windowed_logs(tri, valid, origin, owner, window: int, num_images: int, imag
 
 
 def soft_silhouettes(xy, depth, faces, image_size: tuple[int, int], sigma: float = 0.1,
-                     window: int | None = None, max_medium_faces: int = 128,
-                     max_large_faces: int = 8, tail: float = 1e-4, near: float = 1e-3):
+                     window: int | None = None, max_medium_faces: int = 32,
+                     max_large_faces: int = 2, tail: float = 1e-4, near: float = 1e-3):
   """Soft silhouettes of S projections of one mesh, evaluated together.
 
   Each face is evaluated on one of three footprints, by the size of its padded bounding
-  box: a `window`-pixel block (most faces of a detailed mesh), a block 4x wider for the
-  `S * max_medium_faces` largest of those that do not fit, or the whole image for the
-  `S * max_large_faces` largest of all. A face left over beyond these counts is clipped to
-  the footprint it got, so raise them for meshes of many large faces. The S images share
+  box: a `window`-pixel block (most faces of a detailed mesh), a block 4x wider for up to
+  `S * max_medium_faces` of those that do not fit, or the whole image for up to
+  `S * max_large_faces` that do not fit that either. A face left over beyond these counts
+  is clipped to the footprint it got, so raise them for meshes of many large faces. The S images share
   one scatter (no per-image batching), which is what makes batches fast on CPU.
 
   Args:
@@ -222,34 +222,40 @@ def soft_silhouettes(xy, depth, faces, image_size: tuple[int, int], sigma: float
   needs = jnp.max(jnp.floor(hi).astype(jnp.int32) - origin + 1, axis=-1)  # pixels per side
   needs = jnp.where(valid, needs, 0)
   num_large = min(max_large_faces * num_images, num_faces)
-  num_medium = min(max_medium_faces * num_images, num_faces - num_large)
-  # The largest faces first: the first num_large may go dense, the rest medium.
-  _, biggest = jax.lax.top_k(needs, num_large + num_medium)
-  rank_needs = needs[biggest]
-  is_large = (jnp.arange(num_large + num_medium) < num_large) & (rank_needs > medium_window)
-  is_medium = (rank_needs > window) & ~is_large
-  footprint = jnp.zeros((num_faces,), jnp.int32).at[biggest].set(
-      jnp.where(is_large, 2, jnp.where(is_medium, 1, 0)))
+  num_medium = min(max_medium_faces * num_images, num_faces)
+  # Which faces get the larger footprints: the first that need them, in face order (a
+  # linear-time selection; top_k over tens of thousands of faces costs more than the
+  # rasterisation itself). Faces that need the whole image but find no room go medium.
+  wants_large = valid & (needs > medium_window)
+  (large,) = jnp.nonzero(wants_large, size=num_large, fill_value=0) if num_large else (None,)
+  footprint = jnp.zeros((num_faces,), jnp.int32)
+  if num_large:
+    is_large = jnp.arange(num_large) < jnp.sum(wants_large)
+    footprint = footprint.at[large].max(jnp.where(is_large, 2, 0))
+  wants_medium = valid & (needs > window) & (footprint == 0)
+  if num_medium:
+    (medium,) = jnp.nonzero(wants_medium, size=num_medium, fill_value=0)
+    is_medium = jnp.arange(num_medium) < jnp.sum(wants_medium)
+    footprint = footprint.at[medium].max(jnp.where(is_medium, 1, 0))
 
   total = _windowed_logs(tri, valid & (footprint == 0), origin, owner, window, num_images,
                          image_size, sigma, xy.dtype)
-  if num_medium + num_large:
-    total = total + _windowed_logs(tri[biggest], is_medium, origin[biggest], owner[biggest],
+  if num_medium:
+    total = total + _windowed_logs(tri[medium], is_medium, origin[medium], owner[medium],
                                    medium_window, num_images, image_size, sigma, xy.dtype)
   if num_large:
-    large = biggest[:num_large]
     pixels = jnp.arange(height * width)
     grid_x = (pixels % width).astype(xy.dtype)[:, None]
     grid_y = (pixels // width).astype(xy.dtype)[:, None]
-    dense = log_uncovered(tri[large], is_large[:num_large], grid_x, grid_y, sigma)  # (P, L)
+    dense = log_uncovered(tri[large], is_large, grid_x, grid_y, sigma)   # (P, L)
     total = total + jnp.zeros((num_images, height * width), xy.dtype).at[owner[large]].add(
         dense.T).reshape(num_images, height, width)
   return -jnp.expm1(total)
 
 
 def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float = 0.1,
-                    window: int | None = None, max_medium_faces: int = 128,
-                    max_large_faces: int = 8, tail: float = 1e-4, near: float = 1e-3):
+                    window: int | None = None, max_medium_faces: int = 32,
+                    max_large_faces: int = 2, tail: float = 1e-4, near: float = 1e-3):
   """One soft silhouette: (N, 2) pixels, (N,) depths -> (H, W); see `soft_silhouettes`."""
   return soft_silhouettes(xy[None], depth[None], faces, image_size, sigma, window,
                           max_medium_faces, max_large_faces, tail, near)[0]
@@ -257,7 +263,7 @@ def soft_silhouette(xy, depth, faces, image_size: tuple[int, int], sigma: float 
 
 def render_silhouettes(vertices, faces, R, t, K, image_size: tuple[int, int],
                        sigma: float = 0.1, window: int | None = None,
-                       max_medium_faces: int = 128, max_large_faces: int = 8,
+                       max_medium_faces: int = 32, max_large_faces: int = 2,
                        chunk_size: int = 16, tail: float = 1e-4, near: float = 1e-3):
   """Soft silhouettes of a batch of meshes, each seen by several cameras.
 
