@@ -42,9 +42,11 @@ def tiny_config(**model):
   return config
 
 
-def test_stage2_step_leaves_encoders_bit_identical():
+@pytest.mark.parametrize("freeze_batch_stats", [False, True])
+def test_stage2_step_leaves_encoders_bit_identical(freeze_batch_stats):
   config = tiny_config()
   config.stage = 2
+  config.optim.freeze_batch_stats = freeze_batch_stats
   model = task_lib.make_model(config)
   frozen = task_lib.frozen_modules(config)
   assert frozen == rie_lib.ENCODER_MODULES
@@ -70,9 +72,15 @@ def test_stage2_step_leaves_encoders_bit_identical():
   for name in ("fusion_torso", "decoder_left_arm"):
     assert any(not np.array_equal(a, b) for a, b in
                zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name])))
-  # The original's behaviour: frozen encoders' BatchNorm statistics still follow the data.
-  assert not np.array_equal(variables["batch_stats"]["local_encoder_torso"]["expand_bn"]["mean"],
-                            new_state.batch_stats["local_encoder_torso"]["expand_bn"]["mean"])
+  # The original's behaviour: frozen encoders' BatchNorm statistics still follow the data;
+  # freeze_batch_stats keeps them too. The fusion blocks' statistics move either way.
+  stats_before, stats_after = variables["batch_stats"], jax.device_get(new_state.batch_stats)
+  for name in rie_lib.ENCODER_MODULES:
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stats_before[name]),
+                                                   jax.tree.leaves(stats_after[name])))
+    assert same == freeze_batch_stats, name
+  assert not np.array_equal(stats_before["fusion_torso"]["fc_in_bn"]["mean"],
+                            stats_after["fusion_torso"]["fc_in_bn"]["mean"])
 
 
 def test_merge_variables_takes_only_the_named_modules():
