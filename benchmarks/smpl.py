@@ -8,7 +8,7 @@ Skinning: forward + backward (gradient of a loss on vertices and joints with res
 theta and beta) of `smpl()` in bodies/s at each batch size. Rasteriser: forward + backward
 of one soft silhouette (gradient with respect to the vertices) in silhouettes/s at each
 image size, for the body in a T-pose seen from the front filling most of the image, and for
-a batch of 16 through `render_silhouettes`. Each measurement compiles first, then runs for
+a batch of 16 through `render_silhouettes` (one at a time, its default). Each measurement compiles first, then runs for
 at least `--seconds`; the best of `--repeats` runs is kept. JSON goes to stdout and --out.
 """
 

@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.silhouette_start = 1000            # step from which silhouettes count
   config.loss.silhouette_size = 128              # masks pooled to this size for rendering
   config.loss.silhouette_sigma = 0.3             # edge softness, squared pixels
-  config.loss.chunk_size = 16                    # silhouettes rendered at once
+  config.loss.chunk_size = 1                     # silhouettes rendered at once
 
   config.optim = ml_collections.ConfigDict()
   config.optim.lr = 1e-4
