@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "synthetic_multiview": "data_prep.synthetic_multiview",
     "h36m_multiview": "data_prep.h36m_multiview",
     "h36m_poses": "data_prep.h36m_poses",
+    "smpl_params": "data_prep.smpl_params",
 }
 
 
