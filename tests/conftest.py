@@ -1,10 +1,20 @@
-"""Test configuration: four fake CPU devices, so sharding code runs as on a real mesh."""
+"""Test configuration: four fake CPU devices, so sharding code runs as on a real mesh.
 
+Datasets go to a fresh temporary folder: no test reads or writes the user's data folder,
+and a test that forgot to build its own tiny data fails slowly here rather than passing
+on a developer's machine only.
+"""
+
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must be set before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["GEOPOSE_DATA_DIR"] = tempfile.mkdtemp(prefix="geopose_test_data_")
+atexit.register(shutil.rmtree, os.environ["GEOPOSE_DATA_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
