@@ -13,18 +13,17 @@ on their values. Runs on the default JAX device; JSON goes to stdout and to --ou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import sys
-import tempfile
 import time
 
 import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import lifter as lifter_config  # noqa: E402
 from geopose_jax.tasks import lifter as task_lib  # noqa: E402
@@ -80,15 +79,11 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
       "variant": variant or "default",
       "gan": config.loss.gan,
       "objective": "supervised" if config.supervised else "self_supervised",
-      "device": str(jax.devices()[0].device_kind),
-      "platform": jax.devices()[0].platform,
+      **report.device_facts(),
       "num_devices_used": 1,
-      "host_cpus": os.cpu_count(),
       # On a shared machine the wall-clock numbers depend on the other load; the CPU seconds
       # this process used per step say how much of the machine it had.
       "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-      "machine": platform.machine(),
-      "jax_version": jax.__version__,
       "batch_size": batch_size,
       "timed_steps": steps,
       "num_params": num_params,
@@ -104,15 +99,6 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
   }
 
 
-def _write_json(path: str, payload: dict) -> None:
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--variant", default="", help="configs/lifter.py variant, e.g. wgan, demo")
@@ -125,10 +111,7 @@ def main(argv=None) -> dict:
   if args.batch_size < 1 or args.steps < 1:
     parser.error("--batch_size and --steps must be positive")
   result = run(args.variant, args.batch_size, args.steps, args.warmup, args.inference_batch_size)
-  print(json.dumps(result, indent=2))
-  if args.out:
-    _write_json(args.out, result)
-  return result
+  return report.emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,9 @@ Runs on the default JAX device; JSON goes to stdout and to --out.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
-import platform
 import resource
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -33,6 +29,8 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from geopose_jax.models import nvs  # noqa: E402
 from geopose_jax.models import resnet  # noqa: E402
@@ -210,12 +208,8 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
   return {
       "task": "nvs",
       "variant": variant,
-      "device": str(device.device_kind),
-      "platform": device.platform,
+      **report.device_facts(),
       "num_devices_used": 1,
-      "host_cpus": os.cpu_count(),
-      "machine": platform.machine(),
-      "jax_version": jax.__version__,
       "dtype": dtype,
       "image_size": model.image_size,
       "batch_size": batch_size,
@@ -234,21 +228,11 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
       "cpu_s_per_train_step": round(step_cpu_s, 3),
       "cpu_s_per_synthesis_batch": round(synth_cpu_s, 3),
       "cpu_s_per_encode_batch": round(encode_cpu_s, 3),
-      "load_average_1min": round(os.getloadavg()[0], 2),
       "train_step_memory": train_memory,
       "device_peak_bytes": int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats
                            else None,
       "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
   }
-
-
-def _write_json(path: str, payload: dict) -> None:
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)
 
 
 def main(argv=None) -> dict:
@@ -264,10 +248,7 @@ def main(argv=None) -> dict:
   if args.batch_size < 0 or args.steps < 1:
     parser.error("--batch_size must be >= 0 and --steps positive")
   result = run(args.variant, args.batch_size, args.steps, args.warmup, args.dtype)
-  print(json.dumps(result, indent=2))
-  if args.out:
-    _write_json(args.out, result)
-  return result
+  return report.emit(result, args.out)
 
 
 if __name__ == "__main__":

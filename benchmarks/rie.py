@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
-import platform
 import sys
-import tempfile
 import time
 
 import jax
@@ -31,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import rie as rie_config  # noqa: E402
 from geopose_jax.models import tcn as tcn_lib  # noqa: E402
@@ -161,19 +160,8 @@ def run(variant: str = "", stages=(3,), batch_size: int = 1024, steps: int = 5, 
     print(json.dumps(entry), file=sys.stderr, flush=True)
   return {
       "task": "rie", "variant": variant or "default",
-      "device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
-      "num_devices_used": 1, "host_cpus": os.cpu_count(), "machine": platform.machine(),
-      "jax_version": jax.__version__, "timed_steps": steps, "results": results,
+      **report.device_facts(), "num_devices_used": 1, "timed_steps": steps, "results": results,
   }
-
-
-def _write_json(path: str, payload: dict) -> None:
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)
 
 
 def main(argv=None) -> dict:
@@ -199,10 +187,7 @@ def main(argv=None) -> dict:
     parser.error("--batch_size and --steps must be positive")
   result = run(args.variant, stages, args.batch_size, args.steps, args.warmup,
                args.inference_batch_size, args.find_max_batch, args.max_batch_limit)
-  print(json.dumps(result, indent=2))
-  if args.out:
-    _write_json(args.out, result)
-  return result
+  return report.emit(result, args.out)
 
 
 if __name__ == "__main__":

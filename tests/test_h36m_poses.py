@@ -1,7 +1,5 @@
 """The h36m_poses builder: npz, cdf and synthetic sources, validation, interrupted builds."""
 
-import pickle
-import zipfile
 
 import numpy as np
 import pytest

@@ -13,6 +13,7 @@ from configs import lifter as lifter_config
 from geopose_jax.geometry import rotations
 from geopose_jax.models import lifter as lifter_lib
 from geopose_jax.tasks import lifter as task_lib
+from geopose_jax.tasks import lifter_adapter as adapter_lib
 
 C = 10.0
 
@@ -317,17 +318,17 @@ def test_adapter_step_moves_source_poses_towards_the_training_domain():
   target = rng.normal(scale=0.2, size=(64, 17, 2)).astype(np.float32)
   source = target.copy()
   source[:, 13] += np.float32(0.6)      # the "detector" puts the left wrist far to the right
-  state = task_lib.init_adapter_state(config, jax.random.key(0))
-  np.testing.assert_allclose(task_lib.adapt(config, state["adapter"], source),
+  state = adapter_lib.init_adapter_state(config, jax.random.key(0))
+  np.testing.assert_allclose(adapter_lib.adapt(config, state["adapter"], source),
                              lifter_lib.normalize_pose_2d(source, C), atol=1e-6)
-  step = jax.jit(functools.partial(task_lib.adapter_train_step, config))
+  step = jax.jit(functools.partial(adapter_lib.adapter_train_step, config))
   with pytest.raises(ValueError, match="may not see 3D"):
-    task_lib.adapter_train_step(config, state, {"pose_2d": target, "source_pose_2d": source,
+    adapter_lib.adapter_train_step(config, state, {"pose_2d": target, "source_pose_2d": source,
                                                 "pose_3d_cam": np.zeros((64, 17, 3))},
                                 jax.random.key(0))
 
   def wrist_gap(s):
-    adapted = lifter_lib.normalize_pose_2d(task_lib.adapt(config, s["adapter"], source), C)
+    adapted = lifter_lib.normalize_pose_2d(adapter_lib.adapt(config, s["adapter"], source), C)
     return float(jnp.mean(jnp.abs(adapted[:, 13, 0] - lifter_lib.normalize_pose_2d(
         target, C)[:, 13, 0])))
 

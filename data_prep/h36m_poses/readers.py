@@ -12,7 +12,7 @@ import logging
 import pathlib
 import re
 import zipfile
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 

@@ -212,7 +212,7 @@ def _shape_directions(vertices, axis_points, axis_t, part_index, parts, joints) 
   radial = vertices - axis_points
   kinds = np.array([parts[p].kind for p in part_index])
   is_leg, is_arm = kinds == "leg", kinds == "arm"
-  is_torso, is_head = kinds == "torso", kinds == "head"
+  is_torso = kinds == "torso"
   left = axis_points[:, 0] >= 0.0
   sign = np.where(left, 1.0, -1.0)
   hip = np.where(left[:, None], joints[names.index("left_hip")], joints[names.index("right_hip")])

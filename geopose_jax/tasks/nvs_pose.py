@@ -26,7 +26,6 @@ from typing import Any
 from absl import logging
 import jax
 import jax.numpy as jnp
-from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -241,8 +240,8 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       out = eval_step(state.params, state.batch_stats, runtime.shard_batch(batch))
       valid = batch["valid"]
       for k in errors:
-        errors[k].append(_gather(out[k], runtime)[_gather_host(valid, runtime)])
-      actions.append(_gather_host(batch["action"], runtime)[_gather_host(valid, runtime)])
+        errors[k].append(runtime.to_host(out[k])[runtime.gather_local(valid)])
+      actions.append(runtime.gather_local(batch["action"])[runtime.gather_local(valid)])
     if not actions or not sum(len(a) for a in actions):
       raise ValueError(f"nvs_pose evaluation on split {split!r} saw no valid frame")
     return metrics.h36m_protocol({k: np.concatenate(v) for k, v in errors.items()},
@@ -267,17 +266,3 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       seed=config.seed, shuffle=True, num_epochs=None, labelled_only=True)
   return Task(init=init, train_step=train_step, train_data=train_data, evaluate=evaluate,
               eval_splits=("test",), visualize=visualize)
-
-
-def _gather(x: jax.Array, runtime: Runtime) -> np.ndarray:
-  """A globally sharded `(B, ...)` array -> numpy on every host."""
-  if runtime.process_count == 1:
-    return np.asarray(jax.device_get(x))
-  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
-def _gather_host(x: np.ndarray, runtime: Runtime) -> np.ndarray:
-  """A process-local numpy `(b, ...)` -> the global `(B, ...)` in process order."""
-  if runtime.process_count == 1:
-    return np.asarray(x)
-  return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))

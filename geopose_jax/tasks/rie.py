@@ -34,7 +34,6 @@ as in the original), P2 = after a similarity Procrustes fit, aggregated per acti
 from __future__ import annotations
 
 import math
-import os
 import pathlib
 from typing import Any, Callable
 

@@ -348,11 +348,11 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
     parts: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": [], "silhouette_iou": []}
     for batch in nvs.eval_batches(loader, config):
-      valid = nvs_pose._gather_host(batch.pop("valid"), runtime).astype(bool)  # pylint: disable=protected-access
+      valid = runtime.gather_local(batch.pop("valid")).astype(bool)
       arrays = {k: batch[k] for k in ("images", "masks", "R", "t", "K", "pose_3d_cam")}
       out = eval_step(state, runtime.shard_batch(arrays))
       for k in parts:
-        parts[k].append(nvs_pose._gather(out[k], runtime)[valid])  # pylint: disable=protected-access
+        parts[k].append(runtime.to_host(out[k])[valid])
     if not parts["mpjpe"] or not sum(len(p) for p in parts["mpjpe"]):
       raise ValueError(f"smpl evaluation on split {split!r} saw no valid sample")
     joined = {k: np.concatenate(v) for k, v in parts.items()}      # (N, 4)

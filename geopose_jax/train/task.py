@@ -16,6 +16,7 @@ import pathlib
 from typing import Any, Callable, Iterable, Mapping
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 PyTree = Any
@@ -50,6 +51,18 @@ class Runtime:
           f"batch size {global_batch_size} does not split over {num_devices} devices; "
           f"set --config.train.batch_size to a multiple of {num_devices}")
     return global_batch_size // self.process_count
+
+  def to_host(self, x: jax.Array) -> np.ndarray:
+    """A global array sharded over `data` -> the whole array as numpy, on every host."""
+    if self.process_count == 1:
+      return np.asarray(jax.device_get(x))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+  def gather_local(self, x: np.ndarray) -> np.ndarray:
+    """Each host's numpy `(b, ...)` -> the global `(B, ...)` in process order, on every host."""
+    if self.process_count == 1:
+      return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
 
   def shard_batch(self, batch: Batch) -> PyTree:
     """Process-local numpy batch -> global jax.Arrays sharded over `data`."""
