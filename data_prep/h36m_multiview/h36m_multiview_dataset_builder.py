@@ -43,10 +43,10 @@ import os
 import pathlib
 from typing import Sequence
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_prep import array_record_builder
 from data_prep.h36m_multiview import background
 from data_prep.h36m_multiview import examples
 from data_prep.h36m_multiview import framing
@@ -121,7 +121,7 @@ def record_features() -> tfds.features.FeaturesDict:
   return tfds.features.FeaturesDict(fields)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(array_record_builder.ArrayRecordBuilder):
   """Multi-view crops, backgrounds, masks and poses of the raw Human3.6M release."""
 
   name = NAME
@@ -144,13 +144,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   Building needs the `[h36m]` extra (pip install -e '.[h36m]': av, cdflib, h5py).
   """
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's default looks the module up through `importlib_resources`, which is not a
-    # dependency; the file itself is what it needs.
-    return epath.Path(__file__)
-
   def __init__(self, *, num_workers: int | None = None, **kwargs):
     """num_workers: processes decoding and cropping sequences in parallel (0: in this one;
     default: up to 4, one per core)."""
@@ -159,8 +152,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     if num_workers < 0:
       raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     self._num_workers = int(num_workers)
-    # ArrayRecord files are written and read without TensorFlow.
-    kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:

@@ -30,10 +30,10 @@ import os
 import pathlib
 import zlib
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_prep import array_record_builder
 from data_prep.h36m_poses import detector_noise
 from data_prep.h36m_poses import readers
 from geopose_jax.data import vocab
@@ -102,7 +102,7 @@ def _camera_features() -> tfds.features.FeaturesDict:
   })
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(array_record_builder.ArrayRecordBuilder):
   """Human3.6M-layout 2D/3D pose sequences from synthetic, VideoPose3D or raw sources."""
 
   name = NAME
@@ -131,18 +131,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     (S1, S5, S6, S7, S8, S9, S11).
   The manual folder is --config.data.manual_dir (default <data_dir>/downloads/manual).
   """
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's default looks the module up through `importlib_resources`, which is not a
-    # dependency; the file itself is what it needs.
-    return epath.Path(__file__)
-
-  def __init__(self, **kwargs):
-    # ArrayRecord files are written and read without TensorFlow.
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     f32 = np.float32

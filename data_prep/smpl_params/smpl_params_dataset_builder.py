@@ -18,10 +18,10 @@ import dataclasses
 import os
 import pathlib
 
-from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_prep import array_record_builder
 from data_prep.smpl_params import cmu
 from data_prep.smpl_params import surreal
 from geopose_jax.data import motion
@@ -37,7 +37,7 @@ class SmplParamsConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(array_record_builder.ArrayRecordBuilder):
   """SMPL (theta, beta) per frame from the bundled CMU motion or SURREAL."""
 
   name = NAME
@@ -56,15 +56,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   tree of <sequence>_c%04d_info.mat files — in the manual folder (--manual_dir or
   --config.data.manual_dir). Folders named train/val/test give the splits.
   """
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    return epath.Path(__file__)
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     f32 = np.float32

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from etils import epath
 import tensorflow_datasets as tfds
 
+from data_prep import array_record_builder
 from data_prep.synthetic_multiview import features as features_lib
 from data_prep.synthetic_multiview import records
 from geopose_jax.data import vocab
@@ -46,7 +46,7 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
   room_scale: float = 0.5
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(array_record_builder.ArrayRecordBuilder):
   """Renders the synthetic multi-view dataset (no download; the clips are packaged)."""
 
   name = NAME
@@ -61,13 +61,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   ]
   DEFAULT_CONFIG_NAME = "default"
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's default looks the module up through `importlib_resources`, which is not a
-    # dependency; the file itself is all it needs.
-    return epath.Path(__file__)
-
   def __init__(self, *, bvh_dir: str | os.PathLike | None = None, num_workers: int | None = None,
                **kwargs):
     """bvh_dir: folder of the CMU clips (default packaged); num_workers: render processes."""
@@ -75,8 +68,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     if num_workers is None:
       num_workers = min(2, os.cpu_count() or 1)
     self._num_workers = num_workers
-    # ArrayRecord files are written and read without TensorFlow.
-    kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
