@@ -89,23 +89,34 @@ def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iter
   return 0, init(init_rng)
 
 
-class _InterruptGuard:
-  """Turns SIGTERM (preemption, `kill`) into KeyboardInterrupt so both end with a save."""
+class _StopRequests:
+  """Ctrl-C and SIGTERM (preemption, `kill`) ask the loop to stop after the current step.
+
+  The loop then saves a checkpoint and exits. Raising from the signal handler instead could
+  interrupt a checkpoint being written; a second Ctrl-C still stops at once.
+  """
+
+  def __init__(self):
+    self.requested = None
+    self._previous = {}
 
   def __enter__(self):
-    self._previous = None
-    with contextlib.suppress(ValueError):  # Not the main thread: leave signals alone.
-      self._previous = signal.signal(signal.SIGTERM, self._raise)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      with contextlib.suppress(ValueError):  # Not the main thread: leave signals alone.
+        self._previous[signum] = signal.signal(signum, self._request)
     return self
 
-  @staticmethod
-  def _raise(signum, frame):
-    del signum, frame
-    raise KeyboardInterrupt("SIGTERM")
+  def _request(self, signum, frame):
+    del frame
+    if self.requested is not None:
+      raise KeyboardInterrupt(signal.Signals(signum).name)
+    self.requested = signal.Signals(signum).name
+    _print_main(f"{self.requested}: stopping after this step and saving a checkpoint "
+                "(press Ctrl-C again to stop at once).")
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
     return False
 
 
@@ -191,8 +202,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
     writer.flush()
 
   try:
-    with _InterruptGuard():
+    with _StopRequests() as stop_requests:
       while step < total_steps:
+        if stop_requests.requested:
+          raise KeyboardInterrupt(stop_requests.requested)
         try:
           batch = next(data_iterator)
         except StopIteration:
