@@ -191,3 +191,27 @@ def build_fake_multiview(data_dir: pathlib.Path) -> str:
   """Builds `fake_multiview` into data_dir; returns its name."""
   FakeMultiview(data_dir=str(data_dir)).download_and_prepare()
   return FakeMultiview.name
+
+
+# The smallest NVS network that runs the tasks on 16x16 fake crops.
+TINY_NVS_NET = dict(
+    encoder_depth=(1, 1, 1), width=4, block="bottleneck", layer4_reg_blocks=1,
+    to_vec_channels=(8, 8), to_vec_padded=True, bottleneck_num_latent_points=8,
+    appearance_dim=4, decoder_channels=(4, 8, 12), dropout=0.0, image_size=16,
+    frozen_stem_batch_stats=False)
+
+
+def tiny_multiview_run(config, data_dir: str, name: str, steps: int, batch_size: int):
+  """Points a multi-view task config at the fake dataset with a tiny network and run."""
+  config.data.name = name
+  config.data.data_dir = data_dir
+  config.data.train_subjects = ()
+  config.data.test_subjects = ()
+  config.model.net.update(TINY_NVS_NET)
+  config.train.steps = steps
+  config.train.batch_size = batch_size
+  config.train.log_every = 1
+  config.train.progress_bar = False
+  config.eval.batch_size = batch_size
+  config.viz.num_examples = 2
+  return config

@@ -17,11 +17,7 @@ from geopose_jax.train import checkpoint
 from geopose_jax.train import loop
 import fake_poses  # tests/ is on sys.path under pytest
 
-TINY_NET = dict(
-    encoder_depth=(1, 1, 1), width=4, block="bottleneck", layer4_reg_blocks=1,
-    to_vec_channels=(8, 8), to_vec_padded=True, bottleneck_num_latent_points=8,
-    appearance_dim=4, decoder_channels=(4, 8, 12), dropout=0.0, image_size=16,
-    frozen_stem_batch_stats=False)
+TINY_NET = fake_poses.TINY_NVS_NET
 
 
 def test_body_goes_into_the_camera_frame_on_the_ground_truth_root():
@@ -84,17 +80,7 @@ def runs(tmp_path_factory):
 
 
 def _common(config, data_dir, name, steps):
-  config.data.name = name
-  config.data.data_dir = data_dir
-  config.data.train_subjects = ()
-  config.data.test_subjects = ()
-  config.model.net.update(TINY_NET)
-  config.train.steps = steps
-  config.train.batch_size = 8
-  config.train.log_every = 1
-  config.train.progress_bar = False
-  config.eval.batch_size = 8
-  config.viz.num_examples = 2
+  config = fake_poses.tiny_multiview_run(config, data_dir, name, steps, batch_size=8)
   return config
 
 
