@@ -26,8 +26,7 @@ STATE = "state"
 DATA = "data"
 
 
-class CheckpointError(RuntimeError):
-  """A checkpoint exists but cannot be used; the message says which and what to do."""
+from geopose_jax.errors import CheckpointError  # noqa: E402  (re-exported)
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> pathlib.Path:
