@@ -21,12 +21,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from geopose_jax.errors import CheckpointError  # re-exported for callers
+
 PyTree = Any
 STATE = "state"
 DATA = "data"
-
-
-from geopose_jax.errors import CheckpointError  # noqa: E402  (re-exported)
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> pathlib.Path:
