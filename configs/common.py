@@ -50,6 +50,19 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   return config
 
 
+def optim_config(lr: float, *, b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0,
+                 amsgrad: bool = False, lr_decay: float = 1.0,
+                 frozen: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """The `optim` (and `disc_optim`) keys every task shares; see geopose_jax/train/optim.py.
+
+  `frozen`: regular expressions over '/'-joined parameter paths ('encoder/layer1/.*')
+  whose parameters are not trained; a task adds the ones its method always freezes.
+  """
+  return ml_collections.ConfigDict(dict(
+      lr=float(lr), b1=float(b1), b2=float(b2), weight_decay=float(weight_decay),
+      amsgrad=bool(amsgrad), lr_decay=float(lr_decay), frozen=tuple(frozen)))
+
+
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """Parses `configs/x.py:ARG`: `demo`, `h36m`, or `key=value,key2=value2` pairs.
 
