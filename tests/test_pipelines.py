@@ -33,7 +33,7 @@ def poses_config(tmp_path_factory):
   path_3d, path_2d = fake_poses.write_videopose3d_npz(folder / "in", POSE_SEQUENCES)
   return ml_collections.ConfigDict(dict(
       name="h36m_poses", builder_config="", data_dir=str(folder / "data"), num_workers=0,
-      prefetch=2, npz_3d=str(path_3d), npz_2d=str(path_2d), receptive_field=5))
+      prefetch=2, npz_3d=str(path_3d), npz_2d=str(path_2d)))
 
 
 def _train_frames():
@@ -176,19 +176,26 @@ def test_window_indices_edge_padding_and_centre():
     windows.window_indices(np.array([0]), np.array([0]), np.array([1]), 4)
 
 
-def test_rie_windows_and_flip(poses_config):
+def test_temporal_windows_and_flip(poses_config):
   table = poses.load_poses(poses_config, "train")
   plain = poses_config.copy_and_resolve_references()
-  loader = windows.rie_windows(plain, split="train", global_batch_size=16, shuffle=False,
-                               num_epochs=1)
+  loader = windows.temporal_windows(plain, receptive_field=5, split="train",
+                                    global_batch_size=16, shuffle=False, num_epochs=1)
   batch = next(iter(loader))
   assert batch["pose_2d"].shape == (16, 5, 17, 2) and batch["pose_3d"].shape == (16, 17, 3)
   np.testing.assert_array_equal(batch["pose_2d"][:, 2], table.pose_2d[:16])
   np.testing.assert_array_equal(batch["pose_2d"][0, :2], table.pose_2d[[0, 0]])  # padded
   np.testing.assert_allclose(batch["pose_3d"], table.pose_3d_cam[:16]
                              - table.pose_3d_cam[:16, :1], atol=1e-6)
-  flipped = windows.rie_windows(plain, split="train", global_batch_size=16, shuffle=False,
-                                num_epochs=1, flip=True, seed=5)
+  np.testing.assert_array_equal(
+      windows.sequence_windows(table.pose_2d[:7], np.array([0, 6]), 5),
+      table.pose_2d[[[0, 0, 0, 1, 2], [4, 5, 6, 6, 6]]])
+  np.testing.assert_array_equal(
+      windows.sequence_windows(table.pose_2d[:7], np.array([1]), 5, causal=True),
+      table.pose_2d[[[0, 0, 0, 0, 1]]])
+  flipped = windows.temporal_windows(plain, receptive_field=5, split="train",
+                                     global_batch_size=16, shuffle=False, num_epochs=1,
+                                     flip=True, seed=5)
   other = next(iter(flipped))
   is_flipped = ~np.all(other["pose_2d"] == batch["pose_2d"], axis=(1, 2, 3))
   assert 0 < is_flipped.sum() < 16
@@ -205,7 +212,8 @@ def test_iterator_state_round_trip(kind, multiview_config, poses_config):
   def make(seed=7):
     if kind == "nvs":
       return multiview.nvs_pairs(multiview_config, global_batch_size=4, seed=seed)
-    return windows.rie_windows(poses_config, global_batch_size=8, seed=seed, flip=True)
+    return windows.temporal_windows(poses_config, receptive_field=5, global_batch_size=8,
+                                     seed=seed, flip=True)
   iterator = iter(make())
   for _ in range(3):
     next(iterator)

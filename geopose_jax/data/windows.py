@@ -1,9 +1,13 @@
-"""Temporal windows of 2D poses around a centre frame, for RIE (and other temporal lifters).
+"""Temporal windows of 2D poses, for every temporal lifter (RIE, the VideoPose3D TCN), in
+training and in evaluation.
 
-A window of T = `config.data.receptive_field` (odd, default 243) frames is centred on its
-target frame: index T // 2 (or, causal, ends on it: index T - 1). Near a sequence's ends
-the first/last frame is repeated (edge padding), as VideoPose3D and RIE do, so every frame
-has a window.
+A window of T frames (the receptive field, odd) is centred on its target frame: index T // 2
+(or, causal, ends on it: index T - 1). Near a sequence's ends the first/last frame is
+repeated (edge padding), as VideoPose3D and RIE do, so every frame has a window.
+
+`window_indices` is the one definition; `sequence_windows` cuts the windows of chosen
+frames out of one sequence (evaluation, prediction), `temporal_windows` is the training and
+evaluation loader over a whole split.
 """
 
 from __future__ import annotations
@@ -15,9 +19,6 @@ import numpy as np
 from geopose_jax import skeleton
 from geopose_jax.data import batching
 from geopose_jax.data import poses as poses_lib
-
-DEFAULT_RECEPTIVE_FIELD = 243
-
 
 def _check_receptive_field(receptive_field: int) -> None:
   if receptive_field < 1 or receptive_field % 2 == 0:
@@ -48,6 +49,16 @@ def window_indices(frame: np.ndarray, start: np.ndarray, length: np.ndarray,
   return np.asarray(start)[:, None] + local
 
 
+def sequence_windows(sequence: np.ndarray, frames: np.ndarray, receptive_field: int,
+                     causal: bool = False) -> np.ndarray:
+  """`(N, ...)` one sequence, `(F,)` target frames -> `(F, T, ...)` edge-padded windows."""
+  frames = np.asarray(frames, np.int64)
+  zeros = np.zeros_like(frames)
+  indices = window_indices(frames, zeros, np.full_like(frames, len(sequence)),
+                           receptive_field, causal)
+  return sequence[indices]
+
+
 def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int, causal: bool
              ) -> batching.Record:
   frame = batch["index"]
@@ -63,32 +74,32 @@ def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int, causal:
     pose_3d[flip] = skeleton.flip_pose(pose_3d[flip])
   out = {"pose_2d": pose_2d.astype(np.float32), "pose_3d": pose_3d.astype(np.float32),
          "subject": table.subject[sequence], "action": table.action[sequence],
-         "camera": table.camera[sequence]}
+         "camera": table.camera[sequence], "sequence": sequence.astype(np.int32)}
   if "valid" in batch:
     out["valid"] = batch["valid"]
   return out
 
 
-def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
-                global_batch_size: int = 1024, process_index: int = 0, process_count: int = 1,
-                seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
-                flip: bool = False, causal: bool = False) -> grain.DataLoader:
+def temporal_windows(data_config: ml_collections.ConfigDict, *, receptive_field: int,
+                     split: str = "train", global_batch_size: int = 1024,
+                     process_index: int = 0, process_count: int = 1, seed: int = 0,
+                     shuffle: bool = True, num_epochs: int | None = None, flip: bool = False,
+                     causal: bool = False) -> grain.DataLoader:
   """One window per frame of every (subject, sequence, camera) of the split.
 
   Args (besides those every loader takes, see geopose_jax/data/multiview.py):
+    receptive_field: T, odd.
     flip: mirror half of the windows at random (2D and 3D together, with
       skeleton.flip_pose): the training augmentation; evaluation leaves it False and
       averages over flips itself.
     causal: windows end at their target frame (index T - 1) instead of centring on it.
-  `config.data.receptive_field` gives T (default 243).
 
   Batch (B = global_batch_size / process_count):
     pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, target at T // 2
       (causal: T - 1);
     pose_3d (B, 17, 3) f32 the target frame's root-relative camera-frame pose in METRES;
-    subject, action, camera (B,) int32; + valid (B,) bool for a finite pass.
+    subject, action, camera, sequence (B,) int32; + valid (B,) bool for a finite pass.
   """
-  receptive_field = int(data_config.get("receptive_field", DEFAULT_RECEPTIVE_FIELD))
   _check_receptive_field(receptive_field)
   local = batching.local_batch_size(global_batch_size, process_count)
   table = poses_lib.load_poses(data_config, split)

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from geopose_jax.errors import ConfigError
 from geopose_jax.train import checkpoint as checkpoint_lib
 from geopose_jax.train import mesh as mesh_lib
 from geopose_jax.train import reporting
@@ -38,18 +39,30 @@ class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or Inf; the message names the steps and the last good checkpoint."""
 
 
-def build_task(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
-  """Imports `geopose_jax.tasks.<config.task>` and calls its `build(config, runtime)`."""
-  name = config.task
+def task_module(name: str):
+  """The module `geopose_jax.tasks.<name>`."""
   try:
-    module = importlib.import_module(f"geopose_jax.tasks.{name}")
+    return importlib.import_module(f"geopose_jax.tasks.{name}")
   except ModuleNotFoundError as e:
     if e.name != f"geopose_jax.tasks.{name}":
       raise
     tasks_dir = pathlib.Path(__file__).parent.parent / "tasks"
     known = sorted(p.stem for p in tasks_dir.glob("*.py") if not p.stem.startswith("_"))
-    raise ValueError(f"config.task={name!r} names no task; known tasks: {known}") from None
-  return module.build(config, runtime)
+    raise ConfigError(f"config.task={name!r} names no task; known tasks: {known}") from None
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Sets the keys the task derives (its `resolve_config`), before config.json is written."""
+  module = task_module(config.task)
+  if hasattr(module, "resolve_config"):
+    with config.unlocked():
+      module.resolve_config(config)
+  return config
+
+
+def build_task(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
+  """Calls `geopose_jax.tasks.<config.task>.build(config, runtime)`."""
+  return task_module(config.task).build(config, runtime)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -63,12 +76,24 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   runtime = mesh_lib.make_runtime(workdir)
-  if runtime.process_index == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+  resolve_config(config)
   task = build_task(config, runtime)
+  if runtime.process_index == 0 and mode == "train":
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   if mode == "train":
     return train_and_evaluate(config, task, runtime)
   return evaluate_checkpoint(config, task, runtime)
+
+
+def jit_train_step(task: Task, runtime: Runtime):
+  """The task's train step as the loop runs it: jitted once, state donated, batch sharded
+  over `data` (benchmarks time this same function)."""
+  with runtime.mesh:
+    return jax.jit(
+        task.train_step,
+        in_shardings=(runtime.replicated, runtime.data_sharding, runtime.replicated),
+        out_shardings=(runtime.replicated, runtime.replicated),
+        donate_argnums=(0,))
 
 
 def _abstract_state(task: Task, rng: jax.Array, runtime: Runtime) -> PyTree:
@@ -86,7 +111,10 @@ def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iter
     _print_main(f"Resumed from {checkpointer.directory / str(step)} at step {step}.")
     return step, state
   init = jax.jit(task.init, out_shardings=runtime.replicated)
-  return 0, init(init_rng)
+  state = init(init_rng)
+  if task.init_from is not None:
+    state = task.init_from(state)
+  return 0, state
 
 
 class _StopRequests:
@@ -144,17 +172,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
   is_main = runtime.process_index == 0
   writer = MetricWriter(workdir, enabled=is_main)
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
-  data_iterator = iter(task.train_data)
+  data_iterator = iter(task.train_data())
   step, state = _initial_state(config, task, runtime, checkpointer, data_iterator)
   total_steps = int(config.train.steps)
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
 
-  with runtime.mesh:
-    train_step = jax.jit(
-        task.train_step,
-        in_shardings=(runtime.replicated, runtime.data_sharding, runtime.replicated),
-        out_shardings=(runtime.replicated, runtime.replicated),
-        donate_argnums=(0,))
+  train_step = jit_train_step(task, runtime)
 
   pending: list[Mapping[str, jax.Array]] = []
   first_pending_step = step + 1

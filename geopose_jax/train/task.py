@@ -75,26 +75,37 @@ class Runtime:
 class Task:
   """What a task hands to the loop.
 
+  A task module `geopose_jax/tasks/<name>.py` exposes `build(config, runtime) -> Task`, and
+  may expose `resolve_config(config) -> None`: called with the config unlocked before the
+  run writes its `config.json`, it sets the keys the task derives (a frozen encoder's
+  network adopted from its run, a stage's default learning rate), so that config.json
+  always describes what trained. `build` must be cheap: it reads no dataset (the loop asks
+  for `train_data` only in train mode) and checks `config.init_from` first.
+
   Attributes:
     init: rng -> initial train state (any pytree of arrays). Called under `jax.jit` with
-      replicated output; must be pure. A task that starts from another run's checkpoint
-      (`config.init_from`) loads it inside `build` and closes over it here.
+      replicated output; must be pure, and closes over no loaded weights.
     train_step: (state, batch, rng) -> (state, metrics). Pure; the loop jits it once with
       the state donated, the batch sharded over `data`. `metrics` is a flat dict of scalars
       and must contain `loss` (checked for NaN/Inf).
-    train_data: an iterable of process-local numpy batches whose iterator supports
+    train_data: () -> an iterable of process-local numpy batches whose iterator supports
       `get_state()` / `set_state()` (a `grain.DataLoader`), so a resumed run sees the same
-      data order.
+      data order. Called only in train mode: evaluation never opens the train split.
     evaluate: (state, split) -> metrics dict, run on every process; scalars are logged, the
       whole dict (per-action tables included) is written to `workdir/eval/<split>.json`
       and `.md`. None if the task has no evaluation.
     eval_splits: the splits `evaluate` is called with.
     visualize: (state, out_dir, step) -> {name: HxWx3 uint8 image} for TensorBoard; also
       writes its PNG/GIF files into `out_dir`. None if the task draws nothing.
+    init_from: state -> state, applied once to the freshly initialised state of a run that
+      has no checkpoint yet (outside jit): puts in what the run starts from outside itself
+      (`config.init_from`'s weights, see train/init_from.py; statistics of the training
+      labels). None when there is nothing to put in.
   """
   init: Callable[[jax.Array], PyTree]
   train_step: Callable[[PyTree, PyTree, jax.Array], tuple[PyTree, Metrics]]
-  train_data: Iterable[Batch]
+  train_data: Callable[[], Iterable[Batch]]
   evaluate: Callable[[PyTree, str], Metrics] | None = None
   eval_splits: tuple[str, ...] = ("test",)
   visualize: Callable[[PyTree, pathlib.Path, int], Mapping[str, np.ndarray]] | None = None
+  init_from: Callable[[PyTree], PyTree] | None = None
