@@ -14,7 +14,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.eval_every = 100
   config.train.checkpoint_every = 100
   config.model = ml_collections.ConfigDict({"hidden": 32})
-  config.optim = ml_collections.ConfigDict({"lr": 1e-2})
+  config.optim = common.optim_config(lr=1e-2)
   config.data.num_train = 2048
   config.data.num_test = 256
   config.data.dim = 8
