@@ -6,13 +6,16 @@ r"""Self-supervised 2D -> 3D lifter (Chen et al. CVPR 2019).
     python launch.py --config=configs/lifter.py:wgan              # WGAN-GP instead of BCE
     python launch.py --config=configs/lifter.py --workdir=runs/l --mode=eval \
         --config.data.npz_2d=data_2d_h36m_gt.npz --config.data.npz_3d=data_3d_h36m.npz
-    python launch.py --config=configs/lifter.py:demo --workdir=runs/adapt \
-        --config.adapter.enabled=true --config.init_from=runs/l   # 2D domain adapter
+    python launch.py --config=configs/lifter.py:adapter --config.init_from=runs/l \
+        --workdir=runs/adapt                                      # 2D domain adapter
 
-Variants (combine with commas): demo, supervised, wgan.
+Variants (combine with commas): demo, supervised, wgan, adapter (the 2D domain adapter in
+front of the frozen lifter of `init_from`: the task `lifter_adapter`, which takes the
+lifter's model settings from that run).
 Evaluation uses the test split's `data.test_subjects` (S9, S11); the metrics are P-MPJPE
-(Procrustes with scale: the primary one, since scale is unobservable), N-MPJPE, MPJPE after
-root alignment and a least-squares scale, PCK@150 mm and AUC, per action and overall.
+(Procrustes with scale: the primary one, since scale is unobservable), N-MPJPE (after the
+least-squares scale), MPJPE (with one body size, `eval.body_scale_mm`), PCK@150 mm and AUC
+on that, per action and overall, each root-centred; see geopose_jax/evaluation.py.
 """
 
 import math
@@ -23,8 +26,8 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = common.parse_arg(arg, demo=False, supervised=False, wgan=False)
-  config = common.base_config("lifter")
+  variant = common.parse_arg(arg, demo=False, supervised=False, wgan=False, adapter=False)
+  config = common.base_config("lifter_adapter" if variant.adapter else "lifter")
   config.supervised = bool(variant.supervised)   # the 3D-labelled reference
 
   config.model = ml_collections.ConfigDict()
@@ -56,23 +59,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.rotation.camera_pitch = 0.22
   config.rotation.pivot = "root"               # 'root' (lifted root) or 'fixed' ((0, 0, c))
 
-  # 2D domain adapter: maps 2D poses of another domain (another detector, other cameras)
-  # into the training 2D distribution, adversarially; the lifter (config.init_from) is frozen.
-  config.adapter = ml_collections.ConfigDict()
-  config.adapter.enabled = False
-  config.adapter.source_builder_config = "synthetic_noisy"   # h36m_poses config of the domain
-  config.adapter.source_npz_2d = ""            # or VideoPose3D-format files of the domain
-  config.adapter.source_npz_3d = ""            # (3D only for its evaluation)
-  config.adapter.features = 256
-  config.adapter.num_blocks = 2
-  config.adapter.identity = 10.0               # weight of ||A(x) - x||^2 (body units)
-  config.adapter.lr = 1e-4
-
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lifter_lr = 1e-4
-  config.optim.disc_lr = 1e-4
-  config.optim.b1 = 0.9
-  config.optim.b2 = 0.999
+  config.optim = common.optim_config(lr=1e-4)        # the lifter
+  config.disc_optim = common.optim_config(lr=1e-4)   # both discriminators
 
   config.train.batch_size = 1024
   config.train.steps = 100_000
@@ -90,6 +78,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.frame_step = 1                   # gap between a frame and its "next" frame
 
   config.eval.batch_size = 1024
+  # mm per unit of the (scale-free) lifted pose: the mean joint-to-root distance of the
+  # H36M-17 skeleton of the synthetic default's training subjects (437 mm).
+  config.eval.body_scale_mm = 437.0
   config.viz.num_examples = 4
   config.viz.gif_frames = 24                   # frames of the turning-skeleton GIF
 
@@ -99,12 +90,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.disc.features = 256
     config.disc.num_blocks = 2
     config.model.dropout = 0.1
-    config.optim.lifter_lr = 1e-3
-    config.optim.disc_lr = 1e-3
+    config.optim.lr = 1e-3
+    config.disc_optim.lr = 1e-3
     config.rotation.elevation_range = (-math.pi / 18, math.pi / 18)
     config.train.batch_size = 256
     config.train.steps = 3_000
     config.train.log_every = 50
     config.train.eval_every = 1_000
     config.train.checkpoint_every = 1_000
+  if variant.adapter:
+    adapter_config(config)
   return config
+
+
+def adapter_config(config: ml_collections.ConfigDict) -> None:
+  """The 2D domain adapter: maps 2D poses of another domain (another detector, other
+  cameras) into the training 2D distribution, adversarially, in front of the frozen lifter
+  of `config.init_from` (whose model.* settings the task adopts)."""
+  del config.disc                               # the lifter's discriminators are not used
+  config.adapter = ml_collections.ConfigDict()
+  config.adapter.source_builder_config = "synthetic_noisy"   # h36m_poses config of the domain
+  config.adapter.source_npz_2d = ""            # or VideoPose3D-format files of the domain
+  config.adapter.source_npz_3d = ""            # (3D only for its evaluation)
+  config.adapter.features = 256
+  config.adapter.num_blocks = 2
+  config.adapter.identity = 10.0               # weight of ||A(x) - x||^2 (body units)
+  config.optim = common.optim_config(lr=1e-4)        # the adapter
+  config.disc_optim = common.optim_config(lr=1e-4)   # its discriminator
+  config.loss = ml_collections.ConfigDict({"gan": config.loss.gan, "gp": config.loss.gp})
+  del config.rotation, config.supervised, config.train.gan_update

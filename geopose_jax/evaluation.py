@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import jax
 import numpy as np
 import tqdm
 
@@ -48,27 +49,28 @@ class Convention:
     root: 'both' or 'target' (see the module docstring).
     rhodin_n_mpjpe: also report `n_mpjpe_rhodin` (N-MPJPE times J / (J - 1)).
     joints: the joint set, e.g. 'H36M-17' or 'SMPL-H36M-14'.
-    scale_free: the prediction's scale is not observable (self-supervised lifting): MPJPE,
-      PCK and AUC are then computed after the least-squares scale fit too, and say so.
+    notes: anything else a reader of the table must know (how a scale-free prediction was
+      brought to millimetres, ...).
   """
   root: str = "both"
   rhodin_n_mpjpe: bool = False
   joints: str = "H36M-17"
-  scale_free: bool = False
+  notes: tuple[str, ...] = ()
 
   def __post_init__(self):
     if self.root not in ROOT_CONVENTIONS:
       raise ValueError(f"root convention must be one of {ROOT_CONVENTIONS}, got {self.root!r}")
 
-  def describe(self) -> dict[str, str]:
+  def describe(self) -> dict[str, Any]:
     root = ("prediction and target each centred on their root joint" if self.root == "both"
             else "target's root zeroed, prediction used as is (VideoPose3D Protocol #1)")
-    out = {"root": root, "joints": self.joints,
-           "n_mpjpe": "least-squares scale of the root-centred prediction, mean over all joints"}
+    out: dict[str, Any] = {
+        "root": root, "joints": self.joints,
+        "n_mpjpe": "least-squares scale of the root-centred prediction, mean over all joints"}
     if self.rhodin_n_mpjpe:
       out["n_mpjpe_rhodin"] = "n_mpjpe averaged over the non-root joints (x J/(J-1), Rhodin)"
-    if self.scale_free:
-      out["mpjpe"] = "after the least-squares scale fit (the model cannot observe scale)"
+    if self.notes:
+      out["notes"] = list(self.notes)
     return out
 
 
@@ -86,8 +88,7 @@ def frame_errors(pred: np.ndarray, target: np.ndarray,
   target_rr = target - target[:, :1]
   pred_rr = pred - pred[:, :1]
   scaled = scale_to(pred_rr, target_rr)
-  compared = scaled if convention.scale_free else (
-      pred_rr if convention.root == "both" else pred)
+  compared = pred_rr if convention.root == "both" else pred
   errors = {
       "mpjpe": metrics.mpjpe(compared, target_rr, root=None),
       "n_mpjpe": metrics.mpjpe(scaled, target_rr, root=None),
@@ -149,6 +150,14 @@ class SequenceInfo:
     if len(self.labels) != len(self.actions):
       raise ValueError("SequenceInfo: one action per sequence label")
 
+  @classmethod
+  def from_names(cls, names: Sequence[Sequence[str]]) -> "SequenceInfo":
+    """From (subject, action, sequence[, camera]) per sequence, as the pose tables and the
+    multi-view index list them: label 'subject sequence [camera]', grouped by action."""
+    labels = tuple(" ".join(str(part) for i, part in enumerate(name) if i != 1)
+                   for name in names)
+    return cls(labels=labels, actions=tuple(str(name[1]) for name in names))
+
 
 def summarize(errors: Mapping[str, np.ndarray], sequence: np.ndarray, info: SequenceInfo,
               convention: Convention = Convention(), decimals: int = 1) -> dict[str, Any]:
@@ -202,6 +211,14 @@ def flip_average(predict: Callable[[Any], Any], flip_input: Callable[[Any], Any]
 
 
 # ------------------------------------------------------------------------------ drivers
+def _host_global(x, runtime) -> np.ndarray:
+  """A prediction for the global batch -> numpy on this process (gathering a global jax
+  array that spans several processes)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return runtime.to_host(x)
+  return np.asarray(x)
+
+
 class _Progress:
   """A tqdm bar over evaluation batches on the main process only."""
 
@@ -225,10 +242,11 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
   """Evaluates a per-frame model on every frame of a finite loader.
 
   Args:
-    predict_fn: a process-local batch -> {'pose_3d': `(B, J, 3)` global predictions in
-      the targets' units, plus any `extra_metrics` as `(B,)` per-frame values}; it shards
-      the batch itself (`runtime.shard_batch`) and may return jax arrays sharded over the
-      batch (they are brought to the host here, on every process).
+    predict_fn: a process-local batch -> {'pose_3d': `(B, J, 3)` predictions for the
+      GLOBAL batch in the targets' units, plus any `extra_metrics` as `(B,)` per-frame
+      values}: either computed on the gathered batch (`runtime.gather_local`), or on the
+      sharded one (`runtime.shard_batch`), returning arrays sharded over `data`; both are
+      brought to the host here, on every process.
     batches: process-local batches with `target_key` `(b, J, 3)`, `valid` `(b,)` and
       `sequence` `(b,)` int codes into `info`.
     runtime: the run's `Runtime` (gathering across hosts).
@@ -248,17 +266,17 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
   bar = _Progress(None, desc, progress and runtime.process_index == 0)
   try:
     for batch in batches:
-      out = predict_fn(batch)
-      pred = runtime.to_host(out["pose_3d"])
+      out = {k: _host_global(v, runtime) for k, v in predict_fn(batch).items()}
+      pred = out["pose_3d"]
       valid = runtime.gather_local(batch["valid"]).astype(bool)
       target = runtime.gather_local(batch[target_key])
       sequence = runtime.gather_local(batch["sequence"])
       for name, value in frame_errors(pred[valid], target[valid], convention).items():
         parts.setdefault(name, []).append(value)
       for name in extra_metrics:
-        parts.setdefault(name, []).append(np.asarray(runtime.to_host(out[name]))[valid])
+        parts.setdefault(name, []).append(out[name][valid])
       for name in extra_poses:
-        other = frame_errors(runtime.to_host(out[name])[valid], target[valid], convention)
+        other = frame_errors(out[name][valid], target[valid], convention)
         for metric in SCALE_FREE_METRICS:
           parts.setdefault(f"{name}_{metric}", []).append(other[metric])
       parts.setdefault("_sequence", []).append(sequence[valid])

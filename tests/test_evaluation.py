@@ -35,8 +35,6 @@ def test_scaled_prediction_is_exact_after_scale_fit():
   np.testing.assert_allclose(errors["pa_mpjpe"], 0.0, atol=1e-6)
   # Plain MPJPE: half of each joint's distance to the root, mean over all 17 joints.
   np.testing.assert_allclose(errors["mpjpe"], 0.5 * np.linalg.norm(target, axis=-1).mean(-1))
-  scale_free = evaluation.frame_errors(pred, target, evaluation.Convention(scale_free=True))
-  np.testing.assert_allclose(scale_free["mpjpe"], 0.0, atol=1e-9)
 
 
 def test_rhodin_factor_is_17_over_16():
@@ -142,3 +140,19 @@ def test_sequence_evaluation_streams_windows_and_pads_to_devices(tmp_path, four_
   evaluation.evaluate_sequences(predict, sequences[:1], runtime, info=info,
                                 make_windows=make_windows, batch_size=8, progress=False)
   assert calls == [8]          # 7 frames padded to 8 = the next multiple of 4 devices
+
+
+def test_procrustes_removes_rotation_scale_and_shift_but_the_scale_fit_does_not():
+  from geopose_jax.geometry import rotations
+  import jax
+  rng = np.random.default_rng(0)
+  gt = rng.normal(scale=200.0, size=(3, 17, 3))
+  rotation = np.asarray(rotations.random_rotation(jax.random.key(0)), np.float64)
+  pred = 0.01 * gt @ rotation.T + 5.0
+  errors = evaluation.frame_errors(pred, gt)
+  np.testing.assert_allclose(errors["pa_mpjpe"], 0.0, atol=1e-3)
+  assert np.all(errors["n_mpjpe"] > 1.0)
+  errors = evaluation.frame_errors(0.003 * gt, gt)
+  for name in ("pa_mpjpe", "n_mpjpe"):
+    np.testing.assert_allclose(errors[name], 0.0, atol=1e-3)
+  assert np.all(errors["mpjpe"] > 50.0)      # plain MPJPE sees the wrong scale

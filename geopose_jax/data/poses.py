@@ -103,7 +103,7 @@ def _frame_pairs(batch, *, table: PoseTable, frames: np.ndarray, step: int
   sequence = table.sequence_of_frame[frame]
   out = {"pose_2d": table.pose_2d[frame], "pose_2d_next": table.pose_2d[frame + step],
          "subject": table.subject[sequence], "action": table.action[sequence],
-         "camera": table.camera[sequence]}
+         "camera": table.camera[sequence], "sequence": sequence.astype(np.int32)}
   if "valid" in batch:
     out["valid"] = batch["valid"]
   return out
@@ -115,7 +115,7 @@ def _labelled_frames(batch, *, table: PoseTable) -> sources.Record:
   out = {"pose_2d": table.pose_2d[frame],
          "pose_3d_cam": table.pose_3d_cam[frame] * np.float32(1000.0),
          "subject": table.subject[sequence], "action": table.action[sequence],
-         "camera": table.camera[sequence]}
+         "camera": table.camera[sequence], "sequence": sequence.astype(np.int32)}
   if "valid" in batch:
     out["valid"] = batch["valid"]
   return out

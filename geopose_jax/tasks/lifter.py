@@ -33,8 +33,15 @@ Where this differs from the paper's description, and why:
   train-mode offsets swing joints behind the camera and the cycle diverges.
 
 `config.supervised` trains the same lifter from 3D labels instead (the comparison
-reference); its pipeline then carries `pose_3d_cam`. `config.adapter.enabled` trains the
-2D domain adapter in front of a frozen trained lifter (`config.init_from`).
+reference); its pipeline then carries `pose_3d_cam`. The 2D domain adapter in front of a
+trained lifter is its own task (tasks/lifter_adapter.py, `configs/lifter.py:adapter`).
+
+Evaluation (geopose_jax.evaluation): the lifter cannot observe scale, so its pose is brought
+to millimetres with one fixed body size (`eval.body_scale_mm`, the mean joint-to-root
+distance of an adult skeleton): `mpjpe` is the plain root-centred error under that
+assumption, `n_mpjpe` the error after the per-frame least-squares scale (VideoPose3D's
+N-MPJPE), `pa_mpjpe` after a similarity Procrustes fit (the primary metric of Chen et al.),
+and `constant_depth_*` the same for the flat lift every lifter must beat.
 """
 
 from __future__ import annotations
@@ -46,13 +53,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from geopose_jax import metrics
+from geopose_jax import adversarial
+from geopose_jax import evaluation
 from geopose_jax.data import poses as poses_data
-from geopose_jax.geometry import rotations
+from geopose_jax.geometry import virtual_camera
+from geopose_jax.geometry.virtual_camera import rotate_about, rotation_pivot
 from geopose_jax.models import discriminators
 from geopose_jax.models import lifter as lifter_lib
+from geopose_jax.train import init_from as init_from_lib
+from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 from geopose_jax.viz import lifter as lifter_viz
@@ -61,65 +71,12 @@ PyTree = Any
 LiftFn = Callable[[jax.Array], jax.Array]
 
 # What a training batch may carry. Anything else (a 3D key above all) stops the step.
-METADATA_KEYS = frozenset({"subject", "action", "camera", "valid"})
+METADATA_KEYS = frozenset({"subject", "action", "camera", "sequence", "valid"})
 UNSUPERVISED_KEYS = frozenset({"pose_2d", "pose_2d_next"})
 SUPERVISED_KEYS = frozenset({"pose_2d", "pose_3d_cam"})
 
 
-# --------------------------------------------------------------------------- geometry of the cycle
-def rotate_about(points: jax.Array, rotation: jax.Array, pivot: jax.Array) -> jax.Array:
-  """R (X - T) + T for row-vector points.
-
-  Args:
-    points: (B, J, 3).
-    rotation: (B, 3, 3).
-    pivot: (B, 1, 3) or (B, J, 3) broadcastable.
-
-  Returns:
-    (B, J, 3).
-  """
-  return jnp.einsum("bij,bkj->bki", rotation, points - pivot) + pivot
-
-
-def virtual_camera_rotation(key: jax.Array, num: int, azimuth_range=(-np.pi, np.pi),
-                            elevation_range=(-np.pi / 9, np.pi / 9), vertical_axis: str = "y",
-                            camera_pitch: float = 0.0) -> jax.Array:
-  """(num, 3, 3) random rotations: azimuth about the vertical, then elevation about x.
-
-  With `camera_pitch` = 0 this is `rotations.random_azimuth_elevation`: the vertical is the
-  camera's y axis. A camera looking down by `camera_pitch` radians (Human3.6M's look down by
-  11-16 degrees) sees the world's vertical tilted by that much about x; turning the body
-  about the camera's own y axis would then show it from below after half a turn, a view
-  no real camera has. The azimuth is applied about the tilted vertical instead:
-  R = R_x(elevation) R_x(pitch) R_vertical(azimuth) R_x(pitch)^T.
-  """
-  if camera_pitch == 0.0:
-    return rotations.random_azimuth_elevation(
-        key, (num,), tuple(azimuth_range), tuple(elevation_range), vertical_axis)
-  if vertical_axis != "y":
-    raise ValueError("camera_pitch needs vertical_axis='y' (a tilt of the camera's y axis)")
-  tilt = rotations.rotation_about_axis(jnp.asarray(camera_pitch, jnp.float32), "x")
-  key_az, key_el = jax.random.split(key)
-  azimuth = jax.random.uniform(key_az, (num,), jnp.float32, *azimuth_range)
-  elevation = jax.random.uniform(key_el, (num,), jnp.float32, *elevation_range)
-  return (rotations.rotation_about_axis(elevation, "x") @ tilt
-          @ rotations.rotation_about_axis(azimuth, "y") @ tilt.T)
-
-
-def rotation_pivot(points: jax.Array, kind: str, depth_offset: float) -> jax.Array:
-  """(B, J, 3) lifted pose -> (B, 1, 3) centre of the virtual-camera rotation.
-
-  'root': the lifted root joint, so the reprojected pose stays root-centred like the real
-  normalised poses the discriminator sees. 'fixed': (0, 0, c), as written in the paper.
-  """
-  if kind == "root":
-    return points[:, lifter_lib.ROOT:lifter_lib.ROOT + 1, :]
-  if kind == "fixed":
-    return jnp.broadcast_to(jnp.asarray([0.0, 0.0, depth_offset], points.dtype),
-                            points[:, :1, :].shape)
-  raise ValueError(f"rotation pivot must be 'root' or 'fixed', got {kind!r}")
-
-
+# --------------------------------------------------------------------------- the cycle
 def cycle(lift: LiftFn, pose_2d: jax.Array, rotation: jax.Array, *, pivot: str = "root",
           depth_offset: float = 10.0, lifted: jax.Array | None = None,
           min_depth: float = 1.0) -> dict[str, jax.Array]:
@@ -129,7 +86,7 @@ def cycle(lift: LiftFn, pose_2d: jax.Array, rotation: jax.Array, *, pivot: str =
     lift: (B, J, 2) normalised 2D -> (B, J, 3) lifted pose.
     pose_2d: (B, J, 2) normalised 2D input x.
     rotation: (B, 3, 3) virtual camera rotation R.
-    pivot: see `rotation_pivot`.
+    pivot: see `virtual_camera.rotation_pivot`.
     depth_offset: c.
     lifted: L(x) when already computed (B, J, 3); lifted here otherwise.
     min_depth: projections clamp depths below this (the lifter's own depths are >= 1; a
@@ -163,68 +120,39 @@ def consistency_losses(out: dict[str, jax.Array], pose_2d: jax.Array,
       cycle_3d=jnp.mean(jnp.square(out["relifted"] - out["rotated"])))
 
 
-# --------------------------------------------------------------------------- adversarial losses
-def discriminator_loss(real: jax.Array, fake: jax.Array, kind: str) -> jax.Array:
-  """(N,) real and fake scores -> the discriminator's loss ('standard' BCE or 'wgan_gp')."""
-  if kind == "standard":
-    return jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake))
-  if kind == "wgan_gp":
-    return jnp.mean(fake) - jnp.mean(real)
-  raise ValueError(f"gan kind must be 'standard' or 'wgan_gp', got {kind!r}")
-
-
-def generator_loss(fake: jax.Array, kind: str) -> jax.Array:
-  """(N,) fake scores -> the generator's loss (non-saturating BCE, or -E[D(fake)])."""
-  if kind == "standard":
-    return jnp.mean(jax.nn.softplus(-fake))
-  if kind == "wgan_gp":
-    return -jnp.mean(fake)
-  raise ValueError(f"gan kind must be 'standard' or 'wgan_gp', got {kind!r}")
-
-
-def gradient_penalty(score: Callable[[jax.Array], jax.Array], real: jax.Array,
-                     fake: jax.Array, key: jax.Array) -> jax.Array:
-  """WGAN-GP: E[(||grad_x D(x_hat)|| - 1)^2] at x_hat uniformly between real and fake.
-
-  Args:
-    score: (N, ...) -> (N,) per-sample scores.
-    real, fake: (N, ...) samples.
-    key: PRNG key for the interpolation weights.
-  """
-  alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
-  mixed = alpha * real + (1.0 - alpha) * fake
-  grads = jax.grad(lambda m: jnp.sum(score(m)))(mixed)
-  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=-1) + 1e-12)
-  return jnp.mean(jnp.square(norms - 1.0))
-
-
 # --------------------------------------------------------------------------- models and state
+def make_lifter(model: ml_collections.ConfigDict) -> lifter_lib.Lifter:
+  """The lifter of `config.model`."""
+  return lifter_lib.Lifter(model.features, model.num_blocks, model.dropout, model.depth_offset)
+
+
 def make_models(config: ml_collections.ConfigDict):
   """The lifter and the two discriminators of the config."""
-  m, d = config.model, config.disc
-  lifter = lifter_lib.Lifter(m.features, m.num_blocks, m.dropout, m.depth_offset)
+  d = config.disc
+  lifter = make_lifter(config.model)
   pose_disc = discriminators.PoseDiscriminator(d.features, d.num_blocks, d.dropout)
   temporal_disc = discriminators.TemporalDiscriminator(d.features, d.num_blocks, d.dropout)
   return lifter, pose_disc, temporal_disc
 
 
-def adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.adam(learning_rate, b1=config.optim.b1, b2=config.optim.b2)
-
-
 def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, TrainState]:
-  """{'lifter': ..., and unless supervised 'pose_disc', 'temporal_disc'} train states."""
+  """{'lifter': ..., and unless supervised 'pose_disc', 'temporal_disc'} train states.
+
+  The lifter trains with `config.optim`, the discriminators with `config.disc_optim`.
+  """
   lifter, pose_disc, temporal_disc = make_models(config)
   dummy = jnp.zeros((2, lifter_lib.NUM_JOINTS, 2), jnp.float32)
   k_l, k_d, k_t = jax.random.split(rng, 3)
   variables = lifter.init(k_l, dummy, train=False)
-  state = {"lifter": TrainState.create(variables["params"], adam(config.optim.lifter_lr, config),
+  params = variables["params"]
+  state = {"lifter": TrainState.create(params, optim.make_optimizer(config.optim, params),
                                        variables["batch_stats"])}
   if not config.supervised:
-    tx_d = adam(config.optim.disc_lr, config)
-    state["pose_disc"] = TrainState.create(pose_disc.init(k_d, dummy)["params"], tx_d)
-    state["temporal_disc"] = TrainState.create(
-        temporal_disc.init(k_t, dummy, dummy)["params"], tx_d)
+    for name, disc, args, key in (("pose_disc", pose_disc, (dummy,), k_d),
+                                  ("temporal_disc", temporal_disc, (dummy, dummy), k_t)):
+      params = disc.init(key, *args)["params"]
+      state[name] = TrainState.create(
+          params, optim.make_optimizer(config.disc_optim, params, key="disc_optim"))
   return state
 
 
@@ -245,8 +173,11 @@ def check_batch_keys(batch: dict, needed: frozenset, what: str) -> None:
 def make_train_step(config: ml_collections.ConfigDict):
   """(state, batch, rng) -> (state, metrics) for the config's objective."""
   if config.supervised:
-    return functools.partial(supervised_train_step, config)
-  return functools.partial(self_supervised_train_step, config)
+    return functools.partial(supervised_train_step, lifter=make_models(config)[0],
+                             depth_offset=config.model.depth_offset)
+  return functools.partial(self_supervised_train_step, models=make_models(config),
+                           depth_offset=config.model.depth_offset, loss=config.loss,
+                           rotation=config.rotation, gan_update=config.train.gan_update)
 
 
 def _lift_fn(lifter, params, batch_stats, rngs_key):
@@ -270,35 +201,46 @@ def _lift_fn(lifter, params, batch_stats, rngs_key):
   return lift, stats
 
 
-def self_supervised_train_step(config, state, batch, rng):
+def self_supervised_train_step(state, batch, rng, *, models, depth_offset: float,
+                               loss: ml_collections.ConfigDict,
+                               rotation: ml_collections.ConfigDict, gan_update: str):
   """One generator + discriminator update of the geometric self-supervision objective.
+
+  Args:
+    state: {'lifter', 'pose_disc', 'temporal_disc'} train states.
+    batch: {'pose_2d', 'pose_2d_next'} (B, 17, 2) and integer metadata only.
+    rng: PRNG key.
+    models: (lifter, pose discriminator, temporal discriminator) modules.
+    depth_offset: c.
+    loss: `config.loss` (gan kind, weights, normalize_fake_2d).
+    rotation: `config.rotation` (ranges, vertical axis, camera pitch, pivot).
+    gan_update: 'joint' (both players every step) or 'alternate' (discriminators on even
+      steps, the lifter on odd ones).
 
   Both players are updated from the same lifted poses: the lifter against the current
   discriminators, the discriminators against the current fakes (gradient-stopped).
-  `config.train.gan_update == 'alternate'` applies the discriminator update on even steps and
-  the lifter update on odd steps instead of both every step.
   """
   check_batch_keys(batch, UNSUPERVISED_KEYS, "self-supervised")
-  lifter, pose_disc, temporal_disc = make_models(config)
-  c = config.model.depth_offset
-  kind = config.loss.gan
+  lifter, pose_disc, temporal_disc = models
+  c = depth_offset
+  kind = loss.gan
   x = lifter_lib.normalize_pose_2d(batch["pose_2d"], c)
   x_next = lifter_lib.normalize_pose_2d(batch["pose_2d_next"], c)
   n = x.shape[0]
   k_rot, k_lift, k_d, k_t, k_gp, k_gpt = jax.random.split(rng, 6)
-  rot = config.rotation
-  rotation = virtual_camera_rotation(k_rot, n, rot.azimuth_range, rot.elevation_range,
-                                     rot.vertical_axis, rot.camera_pitch)
+  rot = rotation
+  rotation_matrix = virtual_camera.virtual_camera_rotation(
+      k_rot, n, rot.azimuth_range, rot.elevation_range, rot.vertical_axis, rot.camera_pitch)
 
   def losses(params):
     lift, stats = _lift_fn(lifter, params["lifter"], state["lifter"].batch_stats, k_lift)
     both = lift(jnp.concatenate([x, x_next], axis=0))       # one pass for t and t+1
-    out = cycle(lift, x, rotation, pivot=rot.pivot, depth_offset=c, lifted=both[:n])
+    out = cycle(lift, x, rotation_matrix, pivot=rot.pivot, depth_offset=c, lifted=both[:n])
     lifted_next = both[n:]
     proj_next = lifter_lib.project(rotate_about(
-        lifted_next, rotation, rotation_pivot(lifted_next, rot.pivot, c)), 1.0)
+        lifted_next, rotation_matrix, rotation_pivot(lifted_next, rot.pivot, c)), 1.0)
     fake, fake_next = out["projected"], proj_next
-    if config.loss.normalize_fake_2d:
+    if loss.normalize_fake_2d:
       # Real poses are normalised per frame (mean root distance 1/c); without this, the
       # 2D scale of a synthetic view (small when the body is seen edge-on) gives it away,
       # and the lifter is pushed to distort depth to fix the scale.
@@ -320,31 +262,30 @@ def self_supervised_train_step(config, state, batch, rng):
     # Generator: scores of the fakes under frozen discriminators.
     d_frozen = jax.lax.stop_gradient(params["pose_disc"])
     t_frozen = jax.lax.stop_gradient(params["temporal_disc"])
-    g_adv = generator_loss(d_score(d_frozen, fake, k_d), kind)
-    g_temporal = generator_loss(t_score(t_frozen, fake, fake_next, k_t), kind)
+    g_adv = adversarial.generator_loss(d_score(d_frozen, fake, k_d), kind)
+    g_temporal = adversarial.generator_loss(t_score(t_frozen, fake, fake_next, k_t), kind)
     cons = consistency_losses(out, x, c)
-    w = config.loss
-    g_loss = (w.adv * g_adv + w.cycle_2d * cons["cycle_2d"] + w.cycle_3d * cons["cycle_3d"]
-              + w.temporal * g_temporal)
+    g_loss = (loss.adv * g_adv + loss.cycle_2d * cons["cycle_2d"]
+              + loss.cycle_3d * cons["cycle_3d"] + loss.temporal * g_temporal)
 
     # Discriminators: real poses against the gradient-stopped fakes.
     fake_sg, fake_next_sg = jax.lax.stop_gradient(fake), jax.lax.stop_gradient(fake_next)
     pd, td = params["pose_disc"], params["temporal_disc"]
     d_real = d_score(pd, real, k_d)
     d_fake = d_score(pd, fake_sg, k_d)
-    d_loss = discriminator_loss(d_real, d_fake, kind)
-    t_loss = discriminator_loss(t_score(td, real, real_next, k_t),
-                                t_score(td, fake_sg, fake_next_sg, k_t), kind)
+    d_loss = adversarial.discriminator_loss(d_real, d_fake, kind)
+    t_loss = adversarial.discriminator_loss(t_score(td, real, real_next, k_t),
+                                            t_score(td, fake_sg, fake_next_sg, k_t), kind)
     metrics = dict(cycle_2d=cons["cycle_2d"], cycle_3d=cons["cycle_3d"], g_adv=g_adv,
                    g_temporal=g_temporal, d_loss=d_loss, t_loss=t_loss,
                    d_real=jnp.mean(d_real), d_fake=jnp.mean(d_fake),
                    mean_depth=jnp.mean(out["lifted"][..., 2]))
     if kind == "wgan_gp":
-      gp_d = gradient_penalty(lambda m: d_score(pd, m, k_d), real, fake_sg, k_gp)
-      gp_t = gradient_penalty(lambda m: t_score(td, m, jnp.zeros_like(m), k_t),
-                              real - real_next, fake_sg - fake_next_sg, k_gpt)
-      d_loss = d_loss + w.gp * gp_d
-      t_loss = t_loss + w.gp * gp_t
+      gp_d = adversarial.gradient_penalty(lambda m: d_score(pd, m, k_d), real, fake_sg, k_gp)
+      gp_t = adversarial.gradient_penalty(lambda m: t_score(td, m, jnp.zeros_like(m), k_t),
+                                          real - real_next, fake_sg - fake_next_sg, k_gpt)
+      d_loss = d_loss + loss.gp * gp_d
+      t_loss = t_loss + loss.gp * gp_t
       metrics.update(gp=gp_d, gp_temporal=gp_t)
     metrics["g_loss"] = g_loss
     # Each player's gradient flows only into its own parameters (the stop_gradients above),
@@ -356,9 +297,9 @@ def self_supervised_train_step(config, state, batch, rng):
   new_lifter = state["lifter"].apply_gradients(grads["lifter"], batch_stats=new_stats)
   new_d = state["pose_disc"].apply_gradients(grads["pose_disc"])
   new_t = state["temporal_disc"].apply_gradients(grads["temporal_disc"])
-  if config.train.gan_update == "joint":
+  if gan_update == "joint":
     new_state = {"lifter": new_lifter, "pose_disc": new_d, "temporal_disc": new_t}
-  elif config.train.gan_update == "alternate":
+  elif gan_update == "alternate":
     disc_turn = state["lifter"].step % 2 == 0   # the lifter's step counts every call
     new_lifter = new_lifter.replace(step=state["lifter"].step + 1)
     keep_lifter = state["lifter"].replace(step=state["lifter"].step + 1)
@@ -368,8 +309,7 @@ def self_supervised_train_step(config, state, batch, rng):
         lambda: {"lifter": new_lifter, "pose_disc": state["pose_disc"],
                  "temporal_disc": state["temporal_disc"]})
   else:
-    raise ValueError("train.gan_update must be 'joint' or 'alternate', got "
-                     f"{config.train.gan_update!r}")
+    raise ValueError(f"train.gan_update must be 'joint' or 'alternate', got {gan_update!r}")
   metrics["loss"] = metrics["g_loss"]
   return new_state, metrics
 
@@ -381,15 +321,14 @@ def normalize_pose_3d(pose: jax.Array) -> jax.Array:
   return centred / jnp.maximum(dist, 1e-8)[..., None, None]
 
 
-def supervised_train_step(config, state, batch, rng):
+def supervised_train_step(state, batch, rng, *, lifter, depth_offset: float):
   """The same lifter trained from 3D labels: MSE between scale-normalised root-relative poses.
 
   The lifter's output and the label are both brought to the root and to unit mean
   joint-to-root distance, since the lifter's units are arbitrary (scale is unobservable).
   """
   check_batch_keys(batch, SUPERVISED_KEYS, "supervised")
-  lifter, _, _ = make_models(config)
-  x = lifter_lib.normalize_pose_2d(batch["pose_2d"], config.model.depth_offset)
+  x = lifter_lib.normalize_pose_2d(batch["pose_2d"], depth_offset)
   target = normalize_pose_3d(batch["pose_3d_cam"].astype(jnp.float32))
   ls = state["lifter"]
 
@@ -406,7 +345,7 @@ def supervised_train_step(config, state, batch, rng):
 def predict(config: ml_collections.ConfigDict, lifter_state: TrainState,
             pose_2d: jax.Array) -> jax.Array:
   """(B, J, 2) normalised screen coordinates -> (B, J, 3) lifted pose in lifter units."""
-  lifter, _, _ = make_models(config)
+  lifter = make_lifter(config.model)
   x = lifter_lib.normalize_pose_2d(pose_2d, config.model.depth_offset)
   return lifter.apply({"params": lifter_state.params, "batch_stats": lifter_state.batch_stats},
                       x, train=False)
@@ -418,50 +357,56 @@ def constant_depth_lift(pose_2d: jax.Array, depth_offset: float = 10.0) -> jax.A
   return lifter_lib.unproject(x, jnp.full(x.shape[:-1], depth_offset + 1.0, x.dtype))
 
 
+def in_millimetres(lifted: jax.Array, body_scale_mm: float) -> jax.Array:
+  """(B, J, 3) lifted pose (any scale) -> root-centred, mean joint-to-root distance
+  `body_scale_mm`: the one body size a scale-free lifter is evaluated with."""
+  return normalize_pose_3d(lifted) * body_scale_mm
+
+
 # --------------------------------------------------------------------------- evaluation
-def scale_fit(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-  """(N, J, 3) x2 -> pred root-centred and scaled by <p, g> / <p, p> (g root-centred)."""
-  p = pred - pred[:, :1]
-  g = target - target[:, :1]
-  scale = np.sum(p * g, axis=(1, 2)) / np.maximum(np.sum(p * p, axis=(1, 2)), 1e-12)
-  return scale[:, None, None] * p
+EVAL_CONVENTION = evaluation.Convention(
+    root="both", notes=("the lifter's scale is unobservable: its pose is brought to mm with "
+                        "one body size, eval.body_scale_mm (mean joint-to-root distance); "
+                        "n_mpjpe and pa_mpjpe do not depend on it",))
 
 
-def frame_errors(pred: np.ndarray, target_mm: np.ndarray) -> dict[str, np.ndarray]:
-  """Per-frame metrics of lifted poses (any unit) against ground truth in mm.
-
-  pa_mpjpe: Procrustes with scale (primary: the lifter's scale is unobservable);
-  n_mpjpe: Rhodin's scale fit; mpjpe: root-aligned, least-squares scale, then MPJPE;
-  pck (150 mm) and auc on the same root-aligned, scale-fitted poses.
-
-  Returns:
-    {metric: (N,)} in mm (pck, auc in percent).
-  """
-  pred = np.asarray(pred, np.float64)
-  target = np.asarray(target_mm, np.float64)
-  target_rr = target - target[:, :1]
-  fitted = scale_fit(pred, target)
-  return dict(pa_mpjpe=np.asarray(metrics.pa_mpjpe(pred, target)),
-              n_mpjpe=np.asarray(metrics.n_mpjpe(pred, target)),
-              mpjpe=np.asarray(metrics.mpjpe(fitted, target_rr)),
-              pck=np.asarray(metrics.pck(fitted, target_rr)),
-              auc=np.asarray(metrics.auc(fitted, target_rr)))
+def sequence_info(table: poses_data.PoseTable) -> evaluation.SequenceInfo:
+  return evaluation.SequenceInfo.from_names(table.names)
 
 
-def summarize(errors: dict[str, np.ndarray], actions: np.ndarray,
-              baseline_pa_mpjpe: np.ndarray | None = None) -> dict:
-  """Human3.6M protocol tables (per action, then the unweighted mean over actions)."""
-  result = metrics.h36m_protocol(errors, actions)
-  if baseline_pa_mpjpe is not None:
-    baseline = metrics.h36m_protocol({"pa_mpjpe": baseline_pa_mpjpe}, actions)
-    result["constant_depth_pa_mpjpe"] = baseline["pa_mpjpe"]
-  return result
+def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
+                    state, split: str, data_config: ml_collections.ConfigDict | None = None,
+                    adapt: Callable[[jax.Array], jax.Array] | None = None) -> dict:
+  """The evaluator over the split's labelled frames; `adapt` maps 2D before lifting (the
+  domain adapter), and then the unadapted lift is reported as `unadapted_*`."""
+  data_config = data_config or config.data
+  table = poses_data.load_poses(data_config, split)
+  loader = poses_data.labelled_frames(
+      data_config, split=split, global_batch_size=config.eval.batch_size,
+      process_index=runtime.process_index, process_count=runtime.process_count)
+  scale, c = float(config.eval.body_scale_mm), config.model.depth_offset
+
+  def predict_fn(batch):
+    pose_2d = jnp.asarray(runtime.gather_local(batch["pose_2d"]))
+    lifted = adapt(pose_2d) if adapt is not None else pose_2d
+    out = {"pose_3d": in_millimetres(predict_jit(state["lifter"], lifted), scale),
+           "constant_depth": in_millimetres(constant_depth_lift(pose_2d, c), scale)}
+    if adapt is not None:
+      out["unadapted"] = in_millimetres(predict_jit(state["lifter"], pose_2d), scale)
+    return out
+
+  extra = ("constant_depth",) + (("unadapted",) if adapt is not None else ())
+  return evaluation.evaluate_frames(
+      predict_fn, loader, runtime, info=sequence_info(table), convention=EVAL_CONVENTION,
+      max_examples=int(config.eval.max_examples), extra_poses=extra,
+      progress=bool(config.train.progress_bar), desc=f"eval {split}")
 
 
 # --------------------------------------------------------------------------- the task
-def _check_config(config: ml_collections.ConfigDict) -> None:
-  if config.loss.gan not in ("standard", "wgan_gp"):
-    raise ValueError(f"config.loss.gan={config.loss.gan!r}; expected 'standard' or 'wgan_gp'")
+def check_config(config: ml_collections.ConfigDict) -> None:
+  if config.loss.gan not in adversarial.GAN_KINDS:
+    raise ValueError(f"config.loss.gan={config.loss.gan!r}; expected one of "
+                     f"{adversarial.GAN_KINDS}")
   if config.train.gan_update not in ("joint", "alternate"):
     raise ValueError(f"config.train.gan_update={config.train.gan_update!r}; expected 'joint' "
                      "or 'alternate'")
@@ -474,6 +419,8 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.rotation.{name}={(low, high)} must be (low, high), low <= high")
   if config.model.depth_offset <= 0:
     raise ValueError(f"config.model.depth_offset={config.model.depth_offset} must be > 0")
+  if not config.eval.body_scale_mm > 0:
+    raise ValueError(f"config.eval.body_scale_mm={config.eval.body_scale_mm} must be > 0")
 
 
 def train_loader(config: ml_collections.ConfigDict, runtime: Runtime):
@@ -486,54 +433,15 @@ def train_loader(config: ml_collections.ConfigDict, runtime: Runtime):
   return poses_data.lifter_frames(config.data, **kwargs)
 
 
-class OnFirstUse:
-  """An iterable that builds its loader when first iterated (eval-only runs never read the
-  train split, so a dataset holding only test subjects can be evaluated)."""
-
-  def __init__(self, make: Callable[[], Any]):
-    self._make = make
-
-  def __iter__(self):
-    return iter(self._make())
-
-
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   """The lifter task for the training loop (see train/task.py)."""
-  _check_config(config)
-  if config.adapter.enabled:
-    if runtime.process_count > 1:
-      raise ValueError("the 2D domain adapter runs on one process; drop --multihost")
-    from geopose_jax.tasks import lifter_adapter  # pylint: disable=g-import-not-at-top
-    return lifter_adapter.build(config, runtime)
+  source = init_from_lib.resolve(config.init_from, task="lifter", runs=("lifter",))
+  check_config(config)
   runtime.local_batch_size(config.train.batch_size)
   predict_jit = jax.jit(functools.partial(predict, config))
-  constant_jit = jax.jit(functools.partial(constant_depth_lift,
-                                           depth_offset=config.model.depth_offset))
 
   def evaluate(state, split):
-    loader = poses_data.labelled_frames(
-        config.data, split=split, global_batch_size=config.eval.batch_size,
-        process_index=runtime.process_index, process_count=runtime.process_count)
-    limit = int(config.eval.max_examples) // runtime.process_count or None
-    parts = {"pred": [], "flat": [], "gt": [], "action": [], "valid": []}
-    seen = 0
-    for batch in loader:
-      parts["pred"].append(np.asarray(predict_jit(state["lifter"], batch["pose_2d"])))
-      parts["flat"].append(np.asarray(constant_jit(batch["pose_2d"])))
-      for key, name in (("gt", "pose_3d_cam"), ("action", "action"), ("valid", "valid")):
-        parts[key].append(np.asarray(batch[name]))
-      seen += len(batch["pose_2d"])
-      if limit and seen >= limit:
-        break
-    joined = {k: np.concatenate(v) for k, v in parts.items()}
-    errors = frame_errors(joined["pred"], joined["gt"])
-    errors["constant_depth"] = frame_errors(joined["flat"], joined["gt"])["pa_mpjpe"]
-    errors["action"], errors["valid"] = joined["action"], joined["valid"]
-    errors = {k: runtime.gather_local(v) for k, v in errors.items()}
-    keep = errors.pop("valid").astype(bool)
-    actions = errors.pop("action")[keep]
-    baseline = errors.pop("constant_depth")[keep]
-    return summarize({k: v[keep] for k, v in errors.items()}, actions, baseline)
+    return evaluate_lifter(config, runtime, predict_jit, state, split)
 
   def visualize(state, out_dir, step):
     del step
@@ -545,6 +453,17 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
     return lifter_viz.write_pictures(out_dir, pose_2d, lifted, table.pose_3d_cam[frames] * 1000.0,
                                      gif_frames=int(config.viz.gif_frames))
 
+  def start_from(state):
+    # A lifter run: every player's weights (a discriminator only if both runs have one).
+    loaded, _ = init_from_lib.load_run(source)
+    for name in state:
+      if name in loaded:
+        state = dict(state)
+        state[name] = init_from_lib.merge(state[name], loaded[name], source=str(source.path),
+                                          only=("params/.*", "batch_stats/.*"))
+    return state
+
   return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
-              train_data=OnFirstUse(lambda: train_loader(config, runtime)), evaluate=evaluate,
-              eval_splits=("test",), visualize=visualize)
+              train_data=lambda: train_loader(config, runtime), evaluate=evaluate,
+              eval_splits=("test",), visualize=visualize,
+              init_from=start_from if source is not None else None)

@@ -4,10 +4,11 @@ A residual MLP A maps 2D poses of a new domain (another detector, another datase
 2D distribution the lifter was trained on, adversarially against a discriminator D_a, in
 front of the frozen trained lifter of `config.init_from`:
 
-    python launch.py --config=configs/lifter.py:demo --config.adapter.enabled=true \
-        --config.init_from=<lifter run> --workdir=runs/adapt
+    python launch.py --config=configs/lifter.py:adapter --config.init_from=<lifter run> \
+        --workdir=runs/adapt
 
-Evaluation reports P-MPJPE of the lifter on the adapted and on the raw source 2D.
+The lifter's model settings are taken from that run (`resolve_config`). Evaluation reports
+the lifter's errors on the adapted source 2D, and on the raw source 2D as `unadapted_*`.
 """
 
 from __future__ import annotations
@@ -18,63 +19,85 @@ import json
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from geopose_jax import metrics
+from geopose_jax import adversarial
 from geopose_jax.data import poses as poses_data
+from geopose_jax.errors import InputError
 from geopose_jax.models import discriminators
 from geopose_jax.models import lifter as lifter_lib
 from geopose_jax.tasks import lifter
+from geopose_jax.train import init_from as init_from_lib
+from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 
 ADAPTER_KEYS = frozenset({"pose_2d", "source_pose_2d"})
 
 
+def make_models(config: ml_collections.ConfigDict):
+  """(DomainAdapter2D, its PoseDiscriminator)."""
+  a = config.adapter
+  return (lifter_lib.DomainAdapter2D(a.features, a.num_blocks),
+          discriminators.PoseDiscriminator(a.features, a.num_blocks))
+
+
 def init_adapter_state(config: ml_collections.ConfigDict, rng: jax.Array
                        ) -> dict[str, TrainState]:
-  """{'adapter': DomainAdapter2D, 'adapter_disc': PoseDiscriminator} train states."""
-  a = config.adapter
-  adapter = lifter_lib.DomainAdapter2D(a.features, a.num_blocks)
-  disc = discriminators.PoseDiscriminator(a.features, a.num_blocks)
+  """{'adapter', 'adapter_disc'} train states ('lifter' is added by the init-from step)."""
+  adapter, disc = make_models(config)
   dummy = jnp.zeros((2, lifter_lib.NUM_JOINTS, 2), jnp.float32)
   k_a, k_d = jax.random.split(rng)
-  return {"adapter": TrainState.create(adapter.init(k_a, dummy)["params"], lifter.adam(a.lr, config)),
-          "adapter_disc": TrainState.create(disc.init(k_d, dummy)["params"], lifter.adam(a.lr, config))}
+  a_params = adapter.init(k_a, dummy)["params"]
+  d_params = disc.init(k_d, dummy)["params"]
+  return {"adapter": TrainState.create(a_params, optim.make_optimizer(config.optim, a_params)),
+          "adapter_disc": TrainState.create(
+              d_params, optim.make_optimizer(config.disc_optim, d_params, key="disc_optim"))}
 
 
-def adapter_train_step(config, state, batch, rng):
+def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
+  """The adapter's states and a placeholder for the frozen lifter (filled by init_from)."""
+  state = init_adapter_state(config, rng)
+  lifter_model = lifter.make_lifter(config.model)
+  variables = lifter_model.init(jax.random.key(0), jnp.zeros((2, lifter_lib.NUM_JOINTS, 2)),
+                                train=False)
+  state["lifter"] = TrainState.create(variables["params"], optax.set_to_zero(),
+                                      variables["batch_stats"])
+  return state
+
+
+def adapter_train_step(state, batch, rng, *, models, depth_offset: float, gan: str,
+                       gp: float, identity: float):
   """One adversarial update of the 2D domain adapter A and its discriminator D_a.
 
   Batch: `pose_2d` (B, J, 2) poses of the lifter's training domain (the "real" ones) and
   `source_pose_2d` (B, J, 2) poses of the new domain, unpaired. A maps normalised source
-  poses to poses D_a cannot tell from the training domain; `adapter.identity` weighs
+  poses to poses D_a cannot tell from the training domain; `identity` weighs
   ||A(x) - x||^2 (body units), which keeps A from inventing poses unrelated to its input.
   The lifter is not touched.
   """
   lifter.check_batch_keys(batch, ADAPTER_KEYS, "adapter")
-  a, c, kind = config.adapter, config.model.depth_offset, config.loss.gan
-  adapter = lifter_lib.DomainAdapter2D(a.features, a.num_blocks)
-  disc = discriminators.PoseDiscriminator(a.features, a.num_blocks)
+  adapter, disc = models
+  c = depth_offset
   target = c * lifter_lib.normalize_pose_2d(batch["pose_2d"], c)
   source = lifter_lib.normalize_pose_2d(batch["source_pose_2d"], c)
 
   def losses(params):
     adapted = c * lifter_lib.normalize_pose_2d(
         adapter.apply({"params": params["adapter"]}, source), c)
-    score = lambda p, poses: disc.apply({"params": p}, poses)
-    g_adv = lifter.generator_loss(score(jax.lax.stop_gradient(params["adapter_disc"]), adapted), kind)
-    identity = jnp.mean(jnp.square(adapted - c * source))
+    score = lambda p, poses: disc.apply({"params": p}, poses)  # noqa: E731
+    g_adv = adversarial.generator_loss(
+        score(jax.lax.stop_gradient(params["adapter_disc"]), adapted), gan)
+    identity_loss = jnp.mean(jnp.square(adapted - c * source))
     adapted_sg = jax.lax.stop_gradient(adapted)
-    d_real, d_fake = score(params["adapter_disc"], target), score(params["adapter_disc"],
-                                                                 adapted_sg)
-    d_loss = lifter.discriminator_loss(d_real, d_fake, kind)
-    if kind == "wgan_gp":
-      d_loss = d_loss + config.loss.gp * lifter.gradient_penalty(
+    d_real = score(params["adapter_disc"], target)
+    d_fake = score(params["adapter_disc"], adapted_sg)
+    d_loss = adversarial.discriminator_loss(d_real, d_fake, gan)
+    if gan == "wgan_gp":
+      d_loss = d_loss + gp * adversarial.gradient_penalty(
           lambda m: score(params["adapter_disc"], m), target, adapted_sg, rng)
-    g_loss = g_adv + a.identity * identity
-    metrics = dict(adapter_g_adv=g_adv, adapter_identity=identity, adapter_d_loss=d_loss,
+    g_loss = g_adv + identity * identity_loss
+    metrics = dict(adapter_g_adv=g_adv, adapter_identity=identity_loss, adapter_d_loss=d_loss,
                    loss=g_loss)
     return g_loss + d_loss, metrics
 
@@ -89,7 +112,7 @@ def adapter_train_step(config, state, batch, rng):
 def adapt(config: ml_collections.ConfigDict, adapter_state: TrainState,
           pose_2d: jax.Array) -> jax.Array:
   """(B, J, 2) source-domain 2D -> (B, J, 2) normalised 2D in the training domain's style."""
-  adapter = lifter_lib.DomainAdapter2D(config.adapter.features, config.adapter.num_blocks)
+  adapter, _ = make_models(config)
   x = lifter_lib.normalize_pose_2d(pose_2d, config.model.depth_offset)
   return adapter.apply({"params": adapter_state.params}, x)
 
@@ -124,76 +147,74 @@ class PairedIterator:
         it.start_prefetch()
 
 
-def load_lifter(config: ml_collections.ConfigDict) -> TrainState:
-  """The frozen lifter of `config.init_from` (a lifter run's workdir or checkpoint)."""
-  if not config.init_from:
-    raise ValueError("config.adapter.enabled needs a trained lifter: set "
-                     "--config.init_from=<workdir of a configs/lifter.py run>")
-  from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-  loaded, _ = checkpoint.load_state_dict(config.init_from)
-  if "lifter" not in loaded:
-    raise ValueError(f"{config.init_from}: no 'lifter' in its checkpoint (keys "
-                     f"{sorted(loaded)}); point --config.init_from at a lifter run")
-  expected = jax.eval_shape(lambda k: lifter.init_state(config, k), jax.random.key(0))["lifter"]
-  got = loaded["lifter"]
-  for part in ("params", "batch_stats"):
-    want = jax.tree.map(lambda a: tuple(a.shape), getattr(expected, part))
-    have = jax.tree.map(lambda a: tuple(np.shape(a)), got.get(part, {}))
-    if want != have:
-      raise ValueError(f"{config.init_from}: the lifter's {part} do not match "
-                       "config.model (features, num_blocks); use the config it was trained "
-                       "with (e.g. add :demo)")
-  return TrainState.create(got["params"], optax.set_to_zero(), got["batch_stats"])
+def source_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.data` pointed at the new domain's 2D (an h36m_poses config or npz files)."""
+  source = ml_collections.ConfigDict(config.data.to_dict())
+  a = config.adapter
+  if a.source_npz_3d:
+    source.builder_config = ""
+    source.npz_2d, source.npz_3d = a.source_npz_2d, a.source_npz_3d
+  else:
+    source.builder_config = a.source_builder_config
+    source.npz_2d, source.npz_3d = "", ""
+  return source
+
+
+def resolve_source(config: ml_collections.ConfigDict) -> init_from_lib.Source:
+  source = init_from_lib.resolve(config.init_from, task="lifter_adapter", runs=("lifter",))
+  if source is None:
+    raise InputError(
+        "lifter_adapter adapts a trained lifter: set --config.init_from=<workdir of a "
+        "configs/lifter.py run>")
+  return source
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> None:
+  """The frozen lifter's model settings come from its run."""
+  init_from_lib.adopt_config(config, resolve_source(config), ("model",))
 
 
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
-  """Adversarial 2D domain adaptation of `config.adapter.source_builder_config`'s 2D poses
-  into the distribution of `config.data`'s, in front of a frozen trained lifter."""
-  lifter_state = load_lifter(config)
-  source_data = ml_collections.ConfigDict(config.data.to_dict())
-  a = config.adapter
-  if a.source_npz_3d:
-    source_data.builder_config = ""
-    source_data.npz_2d, source_data.npz_3d = a.source_npz_2d, a.source_npz_3d
-  else:
-    source_data.builder_config = a.source_builder_config
-    source_data.npz_2d, source_data.npz_3d = "", ""
-
-  def init(rng):
-    return dict(init_adapter_state(config, rng), lifter=lifter_state)
+  """Adversarial 2D domain adaptation of `config.adapter`'s source 2D into the distribution
+  of `config.data`'s, in front of a frozen trained lifter."""
+  source = resolve_source(config)
+  if runtime.process_count > 1:
+    raise InputError("the 2D domain adapter runs on one process; drop --multihost")
+  if config.loss.gan not in adversarial.GAN_KINDS:
+    raise ValueError(f"config.loss.gan={config.loss.gan!r}; expected one of "
+                     f"{adversarial.GAN_KINDS}")
+  source_data = source_data_config(config)
 
   def make_data():
     kwargs = dict(split="train", global_batch_size=config.train.batch_size,
                   process_index=runtime.process_index, process_count=runtime.process_count,
                   shuffle=True, num_epochs=None)
     target = poses_data.lifter_frames(config.data, seed=config.seed, **kwargs)
-    source = poses_data.lifter_frames(source_data, seed=config.seed + 1, **kwargs)
-    return PairedIterator(target, source)
+    source_frames = poses_data.lifter_frames(source_data, seed=config.seed + 1, **kwargs)
+    return PairedIterator(target, source_frames)
 
   predict_jit = jax.jit(functools.partial(lifter.predict, config))
   adapt_jit = jax.jit(functools.partial(adapt, config))
 
   def evaluate(state, split):
-    loader = poses_data.labelled_frames(
-        source_data, split=split, global_batch_size=config.eval.batch_size,
-        process_index=runtime.process_index, process_count=runtime.process_count)
-    plain, adapted, gt, actions, valid = [], [], [], [], []
-    for batch in loader:
-      plain.append(np.asarray(predict_jit(state["lifter"], batch["pose_2d"])))
-      adapted.append(np.asarray(predict_jit(state["lifter"],
-                                            adapt_jit(state["adapter"], batch["pose_2d"]))))
-      gt.append(batch["pose_3d_cam"])
-      actions.append(batch["action"])
-      valid.append(batch["valid"])
-    keep = np.concatenate(valid).astype(bool)
-    gt = np.concatenate(gt)[keep]
-    errors = lifter.frame_errors(np.concatenate(adapted)[keep], gt)
-    result = lifter.summarize(errors, np.concatenate(actions)[keep])
-    unadapted = metrics.h36m_protocol(
-        {"pa_mpjpe": lifter.frame_errors(np.concatenate(plain)[keep], gt)["pa_mpjpe"]},
-        np.concatenate(actions)[keep])
-    result["unadapted_pa_mpjpe"] = unadapted["pa_mpjpe"]
-    return result
+    return lifter.evaluate_lifter(config, runtime, predict_jit, state, split,
+                                  data_config=source_data,
+                                  adapt=lambda x: adapt_jit(state["adapter"], x))
 
-  return Task(init=init, train_step=functools.partial(adapter_train_step, config),
-              train_data=lifter.OnFirstUse(make_data), evaluate=evaluate, eval_splits=("test",))
+  def start_from(state):
+    loaded, _ = init_from_lib.load_run(source)
+    if "lifter" not in loaded:
+      raise InputError(f"--config.init_from={source.path}: no lifter in its "
+                                     "checkpoint")
+    state = dict(state)
+    state["lifter"] = init_from_lib.merge(state["lifter"], loaded["lifter"],
+                                          source=str(source.path),
+                                          only=("params/.*", "batch_stats/.*"))
+    return state
+
+  step = functools.partial(adapter_train_step, models=make_models(config),
+                           depth_offset=config.model.depth_offset, gan=config.loss.gan,
+                           gp=float(config.loss.gp), identity=float(config.adapter.identity))
+  return Task(init=functools.partial(init_state, config), train_step=step,
+              train_data=make_data, evaluate=evaluate, eval_splits=("test",),
+              init_from=start_from)

@@ -27,7 +27,7 @@ import flax
 import jax
 import numpy as np
 
-from geopose_jax.errors import ConfigError, InputError
+from geopose_jax.errors import InputError
 from geopose_jax.train import checkpoint as checkpoint_lib
 from geopose_jax.train import optim
 
@@ -134,7 +134,7 @@ def merge(fresh: PyTree, loaded: Mapping, *, source: str, into: str = "", take: 
     into: '/'-joined path prefix in `fresh` ('' for the whole state), e.g. 'params/nvs'.
     take: the matching prefix in `loaded`, e.g. 'params'.
     only: regular expressions over the path below `into`; only matching leaves are taken
-      (e.g. ('params/local_encoder_.*',)). Every pattern must match some leaf.
+      (e.g. ('params/local_encoder_.*',)); something must be taken.
 
   Every taken leaf must exist in `loaded` with the same shape; otherwise one error lists
   the first differing leaves and how many differ.
@@ -144,15 +144,12 @@ def merge(fresh: PyTree, loaded: Mapping, *, source: str, into: str = "", take: 
   names = optim.parameter_paths(fresh)
   prefix = f"{into}/" if into else ""
   patterns = [re.compile(p) for p in only]
-  matched_patterns = set()
   problems, taken, out = [], 0, []
   for name, leaf in zip(names, leaves):
     relative = name[len(prefix):] if name.startswith(prefix) else None
-    hits = [i for i, p in enumerate(patterns) if relative is not None and p.fullmatch(relative)]
-    if not hits:
+    if relative is None or not any(p.fullmatch(relative) for p in patterns):
       out.append(leaf)
       continue
-    matched_patterns.update(hits)
     key = f"{take}/{relative}" if take else relative
     if key not in have:
       problems.append(f"{key} missing")
@@ -166,16 +163,14 @@ def merge(fresh: PyTree, loaded: Mapping, *, source: str, into: str = "", take: 
       sharding = getattr(leaf, "sharding", None)
       out.append(jax.device_put(value, sharding) if sharding is not None else value)
       taken += 1
-  unmatched = [only[i] for i in range(len(only)) if i not in matched_patterns]
-  if unmatched:
-    raise ConfigError(f"init_from {source}: {unmatched} match nothing under {into or 'the state'}")
   if problems:
     listed = "; ".join(problems[:MAX_LISTED])
     more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
     raise InputError(f"init_from {source}: {len(problems)} of its leaves do not fit this "
                      f"model: {listed}{more}; use the model settings of the run it came from")
   if not taken:
-    raise InputError(f"init_from {source}: nothing to take under {take or 'its state'}")
+    raise InputError(f"init_from {source}: nothing of {list(only)} under "
+                     f"{into or 'the state'} to take")
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
