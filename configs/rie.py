@@ -39,12 +39,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.fc_dropout = 0.25         # MLPs
   config.model.causal = False
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 1e-3                 # stages 1 and 2, and the tcn
-  config.optim.finetune_lr = 5e-4        # stage 3
-  config.optim.lr_decay = 0.95           # per epoch
-  config.optim.weight_decay = 0.01       # AdamW (decoupled)
-  config.optim.amsgrad = True
+  # lr 0: the stage's default (1e-3; stage 3 fine-tunes at 5e-4, as the original); AdamW
+  # with AMSGrad, weight decay 0.01, x0.95 per epoch. Stage 2 adds its encoders to frozen.
+  config.optim = common.optim_config(lr=0.0, weight_decay=0.01, amsgrad=True, lr_decay=0.95)
   config.optim.bn_momentum_start = 0.1   # PyTorch convention; decays exponentially per epoch
   config.optim.bn_momentum_end = 0.001
   config.optim.steps_per_epoch = 0       # 0: the original's epoch (each frame, flipped and not)

@@ -1,10 +1,13 @@
 """The rie task: schedules, stage-2 freezing, starting points, the evaluation protocol."""
 
+import functools
 import math
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import rie as rie_config
@@ -12,7 +15,10 @@ from geopose_jax import metrics
 from geopose_jax import skeleton
 from geopose_jax.models import rie as rie_lib
 from geopose_jax.tasks import rie as task_lib
+from geopose_jax.errors import InputError
+from geopose_jax.train import init_from as init_from_lib
 from geopose_jax.train import mesh as mesh_lib
+from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
 
 
@@ -23,13 +29,18 @@ def test_schedules_follow_the_original():
     expected = 0.1 * math.exp(-epoch / 80 * math.log(0.1 / 0.001))
     got = float(task_lib.bn_momentum(step, 100, 8_000, 0.1, 0.001))
     assert got == pytest.approx(expected, rel=1e-5)
-  labels = {"a": {"kernel": "train"}}
-  _, schedule = task_lib.make_optimizer(config, 100, labels)
+  task_lib.resolve_config(config)
+  schedule = optim.learning_rate_schedule(config.optim, 100)
   assert float(schedule(0)) == pytest.approx(1e-3)
   assert float(schedule(250)) == pytest.approx(1e-3 * 0.95 ** 2)
+  config = rie_config.get_config()
   config.stage = 3
-  _, schedule = task_lib.make_optimizer(config, 100, labels)
-  assert float(schedule(0)) == pytest.approx(5e-4)
+  task_lib.resolve_config(config)
+  assert config.optim.lr == 5e-4 and config.optim.frozen == ()
+  config = rie_config.get_config()
+  config.stage, config.optim.lr = 3, 2e-4      # an explicit rate is kept
+  task_lib.resolve_config(config)
+  assert config.optim.lr == 2e-4
 
 
 def tiny_config(**model):
@@ -47,8 +58,9 @@ def test_stage2_step_leaves_encoders_bit_identical(freeze_batch_stats):
   config = tiny_config()
   config.stage = 2
   config.optim.freeze_batch_stats = freeze_batch_stats
+  task_lib.resolve_config(config)
   model = task_lib.make_model(config)
-  frozen = task_lib.frozen_modules(config)
+  frozen = task_lib.frozen_modules(config.optim.frozen)
   assert frozen == rie_lib.ENCODER_MODULES
   x = jax.random.uniform(jax.random.key(0), (8, 3, 17, 2), minval=-1, maxval=1)
   y = jax.random.normal(jax.random.key(1), (8, 17, 3)) * 0.2
@@ -59,10 +71,11 @@ def test_stage2_step_leaves_encoders_bit_identical(freeze_batch_stats):
       lambda s: rng.normal(size=s.shape).astype(np.float32) * 0.3, shapes["params"]),
                "batch_stats": jax.tree.map(lambda s: np.ones(s.shape, np.float32),
                                            shapes["batch_stats"])}
-  tx, schedule = task_lib.make_optimizer(
-      config, 10, task_lib.trainable_labels(variables["params"], frozen))
+  tx = optim.make_optimizer(config.optim, variables["params"], steps_per_epoch=10)
   state = TrainState.create(variables["params"], tx, variables["batch_stats"])
-  step = jax.jit(task_lib.make_train_step(model, frozen, 10, 100, config.optim, schedule))
+  step = jax.jit(functools.partial(task_lib.train_step, model=model, frozen=frozen,
+                                   steps_per_epoch=10, total_steps=100,
+                                   optim_config=config.optim))
   new_state, metrics_ = step(state, {"pose_2d": x, "pose_3d": y}, jax.random.key(4))
   assert np.isfinite(float(metrics_["loss"]))
   before, after = variables["params"], jax.device_get(new_state.params)
@@ -83,15 +96,25 @@ def test_stage2_step_leaves_encoders_bit_identical(freeze_batch_stats):
                             stats_after["fusion_torso"]["fc_in_bn"]["mean"])
 
 
-def test_merge_variables_takes_only_the_named_modules():
-  fresh = {"params": {"global_encoder": {"w": jnp.zeros(2)}, "decoder_torso": {"w": jnp.zeros(3)}},
-           "batch_stats": {}}
+def test_stage2_starts_from_the_encoders_only(tmp_path):
+  fresh = TrainState.create(
+      {"global_encoder": {"w": jnp.zeros(2)}, "decoder_torso": {"w": jnp.zeros(3)}},
+      optax.set_to_zero())
   loaded = {"params": {"global_encoder": {"w": np.ones(2)}, "decoder_torso": {"w": np.ones(4)}}}
-  merged = task_lib.merge_variables(fresh, loaded, ("global_encoder",), "run1")
-  np.testing.assert_array_equal(merged["params"]["global_encoder"]["w"], 1.0)
-  np.testing.assert_array_equal(merged["params"]["decoder_torso"]["w"], 0.0)
-  with pytest.raises(ValueError, match="decoder_torso/w has shape"):
-    task_lib.merge_variables(fresh, loaded, None, "run1")
+  config = tiny_config()
+  config.stage = 2
+  source = init_from_lib.Source(path=tmp_path / "bogus.bin", kind="file")
+  original = task_lib.load_original
+  try:
+    task_lib.load_original = lambda path, config: loaded
+    merged = task_lib.start_from(fresh, source=source, config=config)
+    np.testing.assert_array_equal(merged.params["global_encoder"]["w"], 1.0)
+    np.testing.assert_array_equal(merged.params["decoder_torso"]["w"], 0.0)
+    config.stage = 3        # stage 3 takes everything: the mis-shaped decoder is refused
+    with pytest.raises(InputError, match="decoder_torso/w is"):
+      task_lib.start_from(fresh, source=source, config=config)
+  finally:
+    task_lib.load_original = original
 
 
 def fake_sequences(split):
@@ -105,20 +128,33 @@ def fake_sequences(split):
   return out
 
 
+def fake_table(split):
+  sequences = fake_sequences(split)
+  lengths = np.array([len(s["pose_2d"]) for s in sequences])
+  return types.SimpleNamespace(
+      pose_2d=np.concatenate([s["pose_2d"] for s in sequences]),
+      pose_3d_cam=np.concatenate([s["pose_3d"] + 2.0 for s in sequences]),   # root not 0
+      start=np.concatenate([[0], np.cumsum(lengths)[:-1]]), length=lengths,
+      camera=np.zeros(len(sequences), np.int32),
+      names=tuple((s["subject"], s["action"], f"{s['action']} {i}", "cam0")
+                  for i, s in enumerate(sequences)))
+
+
 def test_evaluate_is_the_h36m_protocol_with_flip_average(tmp_path, monkeypatch):
-  monkeypatch.setattr(task_lib, "load_sequences", lambda config, split: fake_sequences(split))
-  # Causal windows come from the task's own source: training data without a dataset build.
-  assert len(task_lib.WindowSource(fake_sequences("train"), 3, causal=True)) == 23
+  monkeypatch.setattr(task_lib.poses_data, "load_poses", lambda config, split: fake_table(split))
   config = tiny_config(name="tcn", causal=False)
-  monkeypatch.setattr(task_lib, "train_windows", lambda *args: (iter(()), 23))
   config.train.batch_size = 8
   config.eval.batch_size = 8
   config.eval.frame_stride = 1
+  config.train.progress_bar = False
+  task_lib.resolve_config(config)
   task = task_lib.build(config, mesh_lib.make_runtime(tmp_path))
   state = jax.jit(task.init)(jax.random.key(0))
   result = task.evaluate(state, "test")
-  assert set(result) >= {"mpjpe", "pa_mpjpe", "num_frames", "per_action"}
+  assert set(result) >= {"mpjpe", "pa_mpjpe", "mpjve", "accel_error", "num_frames",
+                         "per_action", "per_sequence", "convention"}
   assert result["num_frames"] == 23
+  assert len(result["per_sequence"]) == 3
 
   # Independent computation: windows by a loop with edge padding, explicit flip average.
   model = task_lib.make_model(config)
