@@ -64,7 +64,6 @@ _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.random", "__RandomState_ctor"), ("numpy.random.mtrand", "RandomState"),
-    ("numpy.random._pickle", "__RandomState_ctor"),
     ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__bit_generator_ctor"),
     ("numpy.random._pickle", "__generator_ctor"), ("numpy.random._mt19937", "MT19937"),
     ("numpy.dtypes", "UInt32DType"), ("numpy.dtypes", "Float64DType"),
@@ -230,7 +229,8 @@ def _read_zip(path: pathlib.Path, source: str) -> Any:
     if prefix + "byteorder" in names:
       order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
       if order != "little":
-        raise InputError(f"{source} was written on a {order!r}-endian machine; only little-endian "
+        what = "big-endian" if order == "big" else f"{order!r} byte order"
+        raise InputError(f"{source} was written with {what} data; only little-endian "
                          "checkpoints are read (re-save it on a little-endian machine)")
     storages: dict[str, np.ndarray] = {}
 
@@ -270,7 +270,7 @@ def _read_legacy(path: pathlib.Path, source: str) -> Any:
                        f"(only {_LEGACY_PROTOCOL}); re-save it with a recent torch")
     sys_info = header.load()
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
-      raise InputError(f"{source} was written on a big-endian machine; only little-endian "
+      raise InputError(f"{source} was written with big-endian data; only little-endian "
                        "checkpoints are read (re-save it on a little-endian machine)")
     # The storages' bytes follow the object pickle: a first pass learns which storages the
     # tensors use (and where the pickle ends), a second rebuilds the tensors from them.
