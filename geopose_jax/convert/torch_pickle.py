@@ -17,6 +17,7 @@ copied strided view of it. Nothing in the file can run code while it is read.
 from __future__ import annotations
 
 import collections
+import importlib
 import io
 import os
 import pathlib
@@ -138,8 +139,7 @@ def _numpy_global(module: str, name: str):
   """numpy 2 moved numpy.core to numpy._core; files from either era name either."""
   if module.startswith("numpy.core") and np.lib.NumpyVersion(np.__version__) >= "2.0.0":
     module = "numpy._core" + module[len("numpy.core"):]
-  mod = __import__(module, fromlist=[name])
-  return getattr(mod, name)
+  return getattr(importlib.import_module(module), name)
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
@@ -173,7 +173,8 @@ class _CheckpointUnpickler(pickle.Unpickler):
                          f"({np.__version__}) does not have") from e
     raise InputError(f"{self._source}: refers to the global {module}.{name}, which a model "
                      "checkpoint does not hold; refusing to read it (only tensors, dicts, lists "
-                     "and numpy arrays are read)")
+                     "and numpy arrays are read; a whole pickled model must be re-saved as "
+                     "torch.save(model.state_dict(), path))")
 
   def persistent_load(self, pid):
     if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
