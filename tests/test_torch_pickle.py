@@ -87,7 +87,8 @@ def _rie_like(rng_seed=1234):
                "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "amsgrad": True,
                                  "params": [0]}]}
   checkpoint = {"epoch": 80, "lr": 0.00095, "optimizer": optimizer, "model_pos": model_pos,
-                "random_state": random_state, "tags": {"gt", "cpn"}}
+                "random_state": random_state, "tags": {"gt", "cpn"},
+                "device": fake.Call("torch", "device", "cuda", 0)}
   return checkpoint, weight
 
 
@@ -96,8 +97,9 @@ def test_training_checkpoint_with_random_state(save, tmp_path):
   path = tmp_path / "gt_pretrained.bin"
   save(checkpoint, path)
   out = read_checkpoint(path)
-  assert set(out) == {"epoch", "lr", "optimizer", "model_pos", "random_state", "tags"}
+  assert set(out) == {"epoch", "lr", "optimizer", "model_pos", "random_state", "tags", "device"}
   assert out["epoch"] == 80 and out["lr"] == 0.00095 and out["tags"] == {"gt", "cpn"}
+  assert out["device"] == "cuda:0"
   assert isinstance(out["model_pos"], collections.OrderedDict)
   assert list(out["model_pos"]) == ["module.expand_conv.weight",
                                     "module.expand_bn.num_batches_tracked"]
@@ -234,7 +236,7 @@ def test_matches_real_torch_save(tmp_path):
   checkpoint = {"epoch": 7, "lr": 1e-3, "optimizer": optimizer.state_dict(),
                 "model_pos": collections.OrderedDict(tensors),
                 "bn": torch.nn.BatchNorm1d(4).state_dict(),
-                "random_state": np.random.RandomState(99)}
+                "random_state": np.random.RandomState(99), "device": torch.device("cpu")}
 
   def expected(obj):
     if isinstance(obj, torch.Tensor):
@@ -263,6 +265,8 @@ def test_matches_real_torch_save(tmp_path):
       assert type(ours) is type(theirs) and len(ours) == len(theirs), where
       for i, (a, b) in enumerate(zip(ours, theirs)):
         assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(theirs, torch.device):
+      assert ours == str(theirs), where
     else:
       assert type(ours) is type(theirs) and ours == theirs, where
 

@@ -118,6 +118,11 @@ def _rebuild_parameter(data, *unused):
   return data
 
 
+def _device(kind, index=None) -> str:
+  """torch.device('cuda', 0) -> 'cuda:0' (where a tensor lived is of no use here)."""
+  return str(kind) if index is None else f"{kind}:{index}"
+
+
 def _rebuild_from_type(func, new_type, args, state):
   del new_type, state  # a Tensor or Parameter subclass: the values are all we keep
   return func(*args)
@@ -131,7 +136,7 @@ _TORCH_FUNCTIONS = {
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
     ("torch._tensor", "_rebuild_from_type"): _rebuild_from_type,
     ("torch", "Tensor"): _TensorClass, ("torch.nn.parameter", "Parameter"): _TensorClass,
-    ("torch", "Size"): tuple,
+    ("torch", "Size"): tuple, ("torch", "device"): _device,
 }
 
 
@@ -214,7 +219,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
           AttributeError, struct.error, OverflowError, MemoryError) as e:
     raise InputError(f"{source} cannot be read ({type(e).__name__}: {e}); {_EXPECTED}") from e
   if not isinstance(obj, dict):
-    raise InputError(f"{source} holds a {type(obj).__name__}, not a dict; {_EXPECTED} "
+    what = "tensor" if isinstance(obj, np.ndarray) else type(obj).__name__
+    raise InputError(f"{source} holds a {what}, not a dict; {_EXPECTED} "
                      "from a state dict or a dict holding one")
   return dict(obj)
 
