@@ -1,8 +1,8 @@
 """Reading PyTorch state dicts and mapping them onto Flax variable trees.
 
 A state dict here is a plain mapping `name -> numpy array`; `load_state_dict` reads one from
-a `torch.save` file (through `torch_pickle`, without PyTorch) or an `.npz`. A Flax module whose submodule names mirror
-PyTorch's (see geopose_jax.models) maps mechanically:
+a `torch.save` file (through `torch_pickle`, without PyTorch) or an `.npz`. A Flax module
+whose submodule names mirror PyTorch's (see geopose_jax.models) maps mechanically:
 
   Conv   params/<path>/kernel (kh, kw, in, out) <- <path>.weight (out, in, kh, kw)
   Dense  params/<path>/kernel (in, out)         <- <path>.weight (out, in)
