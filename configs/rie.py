@@ -11,7 +11,7 @@ Variants (`configs/rie.py:ARG`, comma-separated): `demo` (receptive field 27, sm
 minutes on 2 CPU cores), `tcn` (the VideoPose3D temporal model), `cpn` (latent_dim 512, the
 original's setting for detected 2D), `h36m` (the VideoPose3D .npz files from the manual folder).
 An original checkpoint file (RIE's gt_pretrained.bin / cpn_pretrained.bin, a VideoPose3D .bin;
-reading it needs PyTorch) can be given as --config.init_from. With --config.train.steps=0 the
+read without PyTorch) can be given as --config.init_from. With --config.train.steps=0 the
 run imports it, saves it as step 0 and evaluates it; `--mode=eval` re-evaluates that workdir:
 
   python launch.py --config=configs/rie.py --config.stage=3 \

@@ -14,9 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fake_torch_checkpoint
 from geopose_jax.convert import rhodin
 from geopose_jax.convert import torch_io
 from geopose_jax.convert import torchvision_resnet
+from geopose_jax.errors import InputError
 from geopose_jax.models import nvs
 from geopose_jax.models import pose_head as pose_head_lib
 from geopose_jax.models import resnet
@@ -346,13 +348,18 @@ def test_load_from_npz_file(small, tmp_path):
   np.savez(path, **{"module." + k: v for k, v in sd.items()})
   loaded = rhodin.load_checkpoint(path, model, head)
   jax.tree.map(np.testing.assert_array_equal, loaded, converted)
+  # The .pth as torch 0.4 wrote it (legacy layout, DataParallel names), read without PyTorch.
+  pth = tmp_path / "network_best_val_t1.pth"
+  fake_torch_checkpoint.save_legacy(
+      collections.OrderedDict((f"module.{k}", fake_torch_checkpoint.Tensor.of(v))
+                              for k, v in sd.items()), pth)
+  jax.tree.map(np.testing.assert_array_equal, rhodin.load_checkpoint(pth, model, head), converted)
   with pytest.raises(FileNotFoundError, match="nothing.pth"):
     rhodin.load_checkpoint(tmp_path / "nothing.pth", model, head)
-  # A .pth needs PyTorch (an optional extra); without it, or for a corrupt file, the error
-  # names the file.
+  # A .pth is read without PyTorch; a corrupt one gets one line naming the file.
   corrupt = tmp_path / "corrupt.pth"
   corrupt.write_bytes(b"not a checkpoint")
-  with pytest.raises((ImportError, ValueError), match="corrupt.pth"):
+  with pytest.raises(InputError, match="corrupt.pth"):
     rhodin.load_checkpoint(corrupt, model, head)
 
 

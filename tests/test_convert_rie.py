@@ -1,9 +1,12 @@
 """Import of RIE / VideoPose3D state dicts, checked against a numpy forward pass written in the
 originals' layout (channels-first, PyTorch weight shapes, the original's slicing)."""
 
+import collections
+
 import numpy as np
 import pytest
 
+import fake_torch_checkpoint
 from geopose_jax.convert import rie as convert
 from geopose_jax.models.rie import RIE
 from geopose_jax.models.tcn import TemporalConvNet
@@ -180,3 +183,20 @@ def test_import_names_missing_misshaped_and_unexpected_keys():
 def test_load_original_state_dict_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="nothing.bin"):
     convert.load_original_state_dict(tmp_path / "nothing.bin")
+
+
+def test_original_bin_file_is_read_without_pytorch(tmp_path):
+  rng = np.random.default_rng(4)
+  sd = {k: np.asarray(v, np.float32) if k.endswith(("weight", "bias", "mean", "var"))
+        else np.asarray(v) for k, v in original_rie_state_dict(rng, 3).items()}
+  # As RIE's run.py saves it: a DataParallel model's weights next to the training state.
+  path = tmp_path / "gt_pretrained.bin"
+  fake_torch_checkpoint.save_zip(
+      {"epoch": 80, "lr": 1e-5, "random_state": np.random.RandomState(1234),
+       "optimizer": {"state": {}, "param_groups": [{"lr": 1e-5, "params": [0, 1]}]},
+       "model_pos": collections.OrderedDict((f"module.{k}", fake_torch_checkpoint.Tensor.of(v))
+                                            for k, v in sd.items())}, path)
+  model = RIE(filter_widths=WIDTHS, channels=CHANNELS, latent_dim=LATENT, stage=3, fc_hidden=HIDDEN)
+  read = convert.load_original_state_dict(path)
+  assert convert.infer_rie_architecture(read)["stage"] == 3
+  np.testing.assert_equal(convert.convert_rie(read, model), convert.convert_rie(sd, model))

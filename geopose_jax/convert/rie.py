@@ -18,9 +18,7 @@ used, else one ValueError lists what is wrong.
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import types
 from typing import Any, Mapping
 
 import flax
@@ -28,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from geopose_jax.convert import torch_pickle
+from geopose_jax.errors import InputError
 from geopose_jax.models.rie import GROUP_NAMES, RIE
 from geopose_jax.models.tcn import TemporalConvNet
 
@@ -195,59 +195,21 @@ def convert_tcn(state_dict: Mapping[str, Any], model: TemporalConvNet) -> dict:
 
 # --- reading the .bin / .pth files ----------------------------------------------------------
 
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"), ("_codecs", "encode"), ("builtins", "set"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.random", "__RandomState_ctor"), ("numpy.random.mtrand", "RandomState"),
-    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random._pickle", "__generator_ctor"), ("numpy.random._mt19937", "MT19937"),
-    ("numpy.dtypes", "UInt32DType"), ("numpy.dtypes", "Float64DType"), ("numpy.dtypes", "Int64DType"),
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-  """Resolves only tensors, storages, ordered dicts and numpy arrays / RandomState: a
-  checkpoint cannot run code while it is read."""
-
-  def find_class(self, module: str, name: str):
-    if (module, name) in _ALLOWED_GLOBALS:
-      return super().find_class(module, name)
-    if module.startswith("torch") and (name.startswith("_rebuild_") or name.endswith("Storage")
-                                       or module == "torch" and name in ("float32", "float64",
-                                                                         "float16", "int64", "Size")):
-      return super().find_class(module, name)
-    raise pickle.UnpicklingError(f"checkpoint refers to {module}.{name}, which is not allowed "
-                                 "in a model checkpoint")
-
-
-_restricted_pickle = types.SimpleNamespace(Unpickler=_RestrictedUnpickler, load=pickle.load,
-                                           __name__="restricted_pickle")
-
 
 def load_original_state_dict(path: str | os.PathLike, key: str = "model_pos") -> dict[str, np.ndarray]:
   """Reads an original checkpoint (.bin/.pth) and returns its `key` state dict as numpy arrays.
 
-  Needs PyTorch (imported here only). Reads with a restricted unpickler that admits numpy's
-  RandomState (stored by the originals next to the weights) but nothing executable.
+  PyTorch is not needed: `torch_pickle.read_checkpoint` reads the file, admitting numpy's
+  RandomState (stored by the originals next to the weights) but nothing executable. A file
+  that is itself a state dict (no `key`) is returned whole.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(f"reading the PyTorch checkpoint {path!r} needs PyTorch "
-                      "(pip install torch; the CPU build is enough)") from e
-  try:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False,
-                            pickle_module=_restricted_pickle)
-  except pickle.UnpicklingError as e:
-    raise ValueError(f"cannot read {path!r} as a model checkpoint: {e}") from e
-  state = checkpoint.get(key) if isinstance(checkpoint, dict) and key in checkpoint else checkpoint
-  if not isinstance(state, Mapping) or not all(hasattr(v, "shape") for v in state.values()):
-    keys = list(checkpoint)[:10] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-    raise ValueError(f"{path!r} has no state dict under {key!r} (top level: {keys})")
-  return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-          for k, v in state.items()}
+  checkpoint = torch_pickle.read_checkpoint(path)
+  state = checkpoint[key] if key in checkpoint else checkpoint
+  if not isinstance(state, Mapping) or not all(isinstance(v, np.ndarray) for v in state.values()):
+    raise InputError(f"{path!r} has no state dict of tensors under {key!r} "
+                     f"(top level: {list(checkpoint)[:10]}); expected an RIE / VideoPose3D "
+                     "checkpoint saved by their run.py")
+  return dict(state)

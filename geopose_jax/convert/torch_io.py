@@ -1,8 +1,8 @@
 """Reading PyTorch state dicts and mapping them onto Flax variable trees.
 
-A state dict here is a plain mapping `name -> numpy array`; only `load_state_dict` touches
-PyTorch (imported lazily, for `.pth`/`.pt` files). A Flax module whose submodule names mirror
-PyTorch's (see geopose_jax.models) maps mechanically:
+A state dict here is a plain mapping `name -> numpy array`; `load_state_dict` reads one from
+a `torch.save` file (through `torch_pickle`, without PyTorch) or an `.npz`. A Flax module
+whose submodule names mirror PyTorch's (see geopose_jax.models) maps mechanically:
 
   Conv   params/<path>/kernel (kh, kw, in, out) <- <path>.weight (out, in, kh, kw)
   Dense  params/<path>/kernel (in, out)         <- <path>.weight (out, in)
@@ -17,10 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import zipfile
 from typing import Any, Iterable, Mapping
 
 import jax
 import numpy as np
+
+from geopose_jax.convert import torch_pickle
+from geopose_jax.errors import InputError
 
 StateDict = Mapping[str, np.ndarray]
 PyTree = Any
@@ -31,51 +35,45 @@ _MAX_LISTED = 20
 
 
 def load_state_dict(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, np.ndarray]:
-  """Reads a state dict from `.pth`/`.pt` (PyTorch) or `.npz` into name -> float32 numpy.
+  """Reads a state dict from a `torch.save` file (`.pth`/`.pt`/...) or an `.npz`.
 
-  Checkpoints wrapped as {'state_dict': ...} or {'model': ...} are unwrapped, and a
-  DataParallel 'module.' prefix is removed. `allow_pickle` lets PyTorch unpickle arbitrary
-  objects (only for files you trust); by default only tensors are read.
+  Returns name -> numpy array (each tensor's own dtype). Checkpoints wrapped as
+  {'state_dict': ...}, {'model_state_dict': ...} or {'model': ...} are unwrapped, and a
+  DataParallel 'module.' prefix is removed. PyTorch is not needed: `torch_pickle` reads the
+  file and admits only tensors, dicts and numpy objects, never code. `allow_pickle` is kept
+  for callers of the earlier torch-based reader and has no effect.
   """
+  del allow_pickle
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"checkpoint file {path} does not exist")
   if path.suffix == ".npz":
-    with np.load(path, allow_pickle=False) as data:
-      raw = {k: data[k] for k in data.files}
+    raw = _load_npz(path)
   else:
-    raw = _torch_load(path, allow_pickle)
+    raw = torch_pickle.read_checkpoint(path)
   for key in ("state_dict", "model_state_dict", "model"):
     if isinstance(raw.get(key), Mapping):
       raw = raw[key]
       break
   out = {}
   for name, value in raw.items():
-    if hasattr(value, "detach"):
-      value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray):
-      raise ValueError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor; "
+      raise InputError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor; "
                        "expected a state dict of tensors")
     out[name[len("module."):] if name.startswith("module.") else name] = value
   return out
 
 
-def _torch_load(path: pathlib.Path, allow_pickle: bool) -> Mapping[str, Any]:
+def _load_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
+  if not zipfile.is_zipfile(path):
+    raise InputError(f"{path} is not an .npz archive; expected arrays saved with np.savez "
+                     "(or give the .pth that torch.save wrote)")
   try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        f"reading {path} needs PyTorch (pip install 'geopose_jax[torch]'); or save the state "
-        "dict as .npz elsewhere: np.savez(f, **{k: v.numpy() for k, v in sd.items()})") from e
-  try:
-    obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-  except Exception as e:  # torch raises several types for corrupt or pickled files.
-    raise ValueError(f"could not read {path} as a PyTorch state dict ({type(e).__name__}: {e}); "
-                     "if it holds other pickled objects and you trust it, pass "
-                     "allow_pickle=True") from e
-  if not isinstance(obj, Mapping):
-    raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
-  return obj
+    with np.load(path, allow_pickle=False) as data:
+      return {k: data[k] for k in data.files}
+  except (ValueError, OSError, zipfile.BadZipFile) as e:
+    raise InputError(f"{path} cannot be read as arrays saved with np.savez "
+                     f"({type(e).__name__}: {e})") from e
 
 
 @dataclasses.dataclass(frozen=True)
