@@ -35,21 +35,23 @@ def write_sequence(folder: str | os.PathLike, name: str, frames: np.ndarray,
   bvh_writer.write_bvh(os.path.join(out, "motion.bvh"), poses_3d_mm, fps, show_progress)
   if video or gif:
     frames_iter = render.render_frames(poses_3d_mm, pose_2d_px, image_size, images)
+    # The GIF keeps every k-th frame only, so memory stays bounded for long sequences.
+    step = max(1, -(-len(poses_3d_mm) // render.GIF_MAX_FRAMES))
     kept = [] if gif else None
 
     def tee():
-      for frame in frames_iter:
-        if kept is not None:
-          kept.append(frame[::2, ::2])
+      for i, frame in enumerate(frames_iter):
+        if kept is not None and i % step == 0:
+          kept.append(frame)
         yield frame
 
     if video:
       render.write_mp4(os.path.join(out, "render.mp4"), tee(), fps, len(poses_3d_mm),
                        show_progress)
     elif kept is not None:
-      kept.extend(f[::2, ::2] for f in frames_iter)
+      kept.extend(f for i, f in enumerate(frames_iter) if i % step == 0)
     if gif:
-      render.write_gif(os.path.join(out, "render.gif"), kept, fps)
+      render.write_gif(os.path.join(out, "render.gif"), kept, fps / step)
   return out
 
 

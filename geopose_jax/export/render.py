@@ -26,6 +26,7 @@ _COLORS = [tuple(int(255 * c) for c in matplotlib.colors.to_rgb(name))
            for name in skeleton_plot.bone_colors()]
 _BACKGROUND = (255, 255, 255)
 _GRID = (225, 225, 225)
+GIF_MAX_FRAMES = 150
 
 
 def _even(n: int) -> int:
@@ -142,7 +143,7 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float,
 
 
 def write_gif(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float,
-              max_frames: int = 150, width: int = 480) -> int:
+              max_frames: int = GIF_MAX_FRAMES, width: int = 480) -> int:
   """Writes every k-th frame (at most `max_frames`, `width` pixels wide) as a looping GIF.
 
   `frames` must be a sequence (its length picks k). Returns the number of GIF frames.
