@@ -128,10 +128,6 @@ def layout_for_joint_count(num_joints: int) -> Layout | None:
   return None
 
 
-def _rule_sources(layout: Layout, rule: tuple) -> tuple[str, ...]:
-  return rule[1:]
-
-
 def _gather(layout: Layout, points, conf, made, name):
   if name.startswith("h36m:"):
     return made[int(name[5:])]
@@ -162,7 +158,7 @@ def to_h36m(points: np.ndarray, confidence: np.ndarray, layout: Layout | str
   made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
   for target in _ORDER:
     rule = layout.rules[target]
-    sources = [_gather(layout, points, conf, made, n) for n in _rule_sources(layout, rule)]
+    sources = [_gather(layout, points, conf, made, n) for n in rule[1:]]
     c = np.min(np.stack([s[1] for s in sources]), axis=0)
     if rule[0] == "copy":
       p = sources[0][0]

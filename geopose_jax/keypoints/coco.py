@@ -86,10 +86,9 @@ def read(path: str, *, layout=None, track_id=None, width=None, height=None,
   for i, entry in enumerate(entries):
     if not isinstance(entry, dict) or "image_id" not in entry:
       raise InputError(f"{path}: entry {i} has no 'image_id'; expected the frame's id")
-    image = images.get(entry["image_id"])
-    key = image.get("file_name", entry["image_id"]) if image else entry["image_id"]
-    if image and isinstance(entry["image_id"], int):
-      key = entry["image_id"]
+    # Dataset-form image ids are arbitrary; a video's frame number is in the file name.
+    image = images.get(entry["image_id"]) or {}
+    key = image.get("file_name", entry["image_id"])
     per_frame[_common.frame_number(key, path)].append(_detection(entry, i, layout, path))
   if images and (width is None or height is None):
     sizes = {(im.get("width"), im.get("height")) for im in images.values()}

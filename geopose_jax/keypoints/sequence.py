@@ -111,6 +111,9 @@ def make_sequence(name: str, frames, points, confidence, layout, width, height, 
   if points.shape[1:] != (layout.num_joints, 2):
     raise InputError(f"{origin}: sequence {name!r} has keypoints of shape {points.shape}; "
                      f"layout {layout.name} expects (frames, {layout.num_joints}, 2)")
+  if frames.shape != (len(points),) or (np.diff(frames) <= 0).any():
+    raise InputError(f"{origin}: sequence {name!r}: frame numbers must be {len(points)} "
+                     f"increasing integers, got shape {frames.shape}")
   width, height = check_image_size(width, height, origin)
   flat = points.reshape(len(points), -1)
   if not np.isfinite(points).any() or not np.nan_to_num(flat).any():

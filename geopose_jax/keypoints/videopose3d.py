@@ -71,7 +71,8 @@ def read(path: str, *, layout=None, track_id=None, width=None, height=None,
     size = videos.get(video, {})
     w = size.get("w", width) if width is None else width
     h = size.get("h", height) if height is None else height
+    label = name if name and len(positions) == 1 else video
     out.append(sequence.make_sequence(
-        name or video, np.arange(len(array)), array[..., :2], conf, lay, w, h,
+        label, np.arange(len(array)), array[..., :2], conf, lay, w, h,
         origin=f"{path} [{video}]", min_confidence=min_confidence))
   return out
