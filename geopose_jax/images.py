@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 import PIL.Image
+import tqdm
 
 from geopose_jax.errors import InputError
 from geopose_jax.geometry import crops
@@ -143,11 +144,19 @@ def square_crop_box(box_xywh: np.ndarray, scale: float = BOX_SCALE) -> np.ndarra
   return crops.square_box(corners, centre, 0.0, scale)
 
 
-def person_crops(source: FrameSource, boxes_xywh: np.ndarray, size: int
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Yields (crop (size, size, 3) uint8, crop box (3,)) per frame of `source`."""
+def person_crops(source: FrameSource, boxes_xywh: np.ndarray, size: int,
+                 show_progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Yields (crop (size, size, 3) uint8, crop box (3,)) per frame of `source`.
+
+  Args:
+    boxes_xywh: (N, 4) person boxes, one per frame (see `dense_boxes`).
+    size: crop side in pixels (the model's input size).
+  """
   boxes = square_crop_box(boxes_xywh)
-  for i, frame in enumerate(source.frames()):
+  frames = tqdm.tqdm(source.frames(), total=min(len(boxes), source.num_frames) or None,
+                     desc="cropping frames", unit="frame", disable=not show_progress,
+                     leave=False)
+  for i, frame in enumerate(frames):
     if i >= len(boxes):
       break
     yield crops.crop_image(frame, boxes[i], size), boxes[i]

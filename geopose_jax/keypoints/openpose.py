@@ -11,6 +11,7 @@ import glob
 import os
 
 import numpy as np
+import tqdm
 
 from geopose_jax import layouts
 from geopose_jax.errors import InputError
@@ -32,7 +33,9 @@ def read(path: str, *, layout=None, track_id=None, width=None, height=None,
                      f"'*_keypoints.json' frames (zero frames)")
   layout = layouts.get_layout(layout or "body25")
   per_frame = {}
-  for order, file in enumerate(files):
+  # Long videos give thousands of files: show progress past a few hundred.
+  for order, file in enumerate(tqdm.tqdm(files, desc="reading OpenPose frames", unit="file",
+                                         disable=len(files) < 500, leave=False)):
     data = _common.load_json(file)
     if not isinstance(data, dict) or not isinstance(data.get("people"), list):
       raise InputError(f"{file}: no 'people' list; expected OpenPose JSON "
