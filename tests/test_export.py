@@ -140,6 +140,18 @@ def test_mp4_and_gif_frame_counts(tmp_path):
     assert gif.n_frames == 3
 
 
+def test_render_with_input_frames_on_the_left():
+  p = _constant_bone_poses(2)
+  p2 = np.full((2, 17, 2), 10.0)
+  frame = np.zeros((48, 64, 3), np.uint8)
+  frame[:, :, 1] = 200  # green input frames
+  out = list(render.render_frames(p, p2, (64, 48), images=[frame, frame], panel=48))
+  assert out[0].shape == (48, 64 + 48, 3)
+  np.testing.assert_array_equal(out[1][40, 60], [0, 200, 0])  # a pixel of the input frame
+  with pytest.raises(InputError, match="fewer frames"):
+    list(render.render_frames(p, p2, (64, 48), images=[frame], panel=48))
+
+
 def test_staged_output_whole_or_nothing(tmp_path):
   target = tmp_path / "out"
   p = _constant_bone_poses(4)

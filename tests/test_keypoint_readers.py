@@ -229,3 +229,50 @@ def test_missing_image_size(tmp_path):
   path = _write(tmp_path, "s.json", [_coco_entry(0, _coco_frames(1)[0])])
   with pytest.raises(InputError, match="pass width= and height="):
     read_keypoints(path)
+
+
+def test_videopose3d_declared_layout_joint_count(tmp_path):
+  path = tmp_path / "vp.npz"
+  np.savez(path, positions_2d={"v": {"custom": [np.ones((3, 17, 2), np.float32)]}},
+           metadata={"layout_name": "h36m", "num_joints": 16,
+                     "video_metadata": {"v": {"w": W, "h": H}}})
+  with pytest.raises(InputError, match=r"vp\.npz: metadata num_joints = 16 but layout h36m17"):
+    read_keypoints(path)
+  np.savez(path, positions_2d={"v": {"custom": [np.ones((3, 25, 2), np.float32)]}},
+           metadata={"layout_name": "coco", "video_metadata": {"v": {"w": W, "h": H}}})
+  with pytest.raises(InputError, match=r"\['custom'\]\[0\] has shape \(3, 25, 2\); layout "
+                                       r"coco17 expects \(frames, 17, 2\)"):
+    read_keypoints(path)
+
+
+def test_mediapipe_wrong_landmark_count(tmp_path):
+  doc = {"width": W, "height": H, "frames": [
+      {"frame": 0, "landmarks": [{"x": 0.5, "y": 0.5, "visibility": 1.0}] * 25}]}
+  path = _write(tmp_path, "mp.json", doc)
+  with pytest.raises(InputError, match=r"mp\.json: frames\[0\]: holds 25 landmarks; "
+                                       r"MediaPipe Pose expects 33"):
+    read_keypoints(path)
+
+
+def test_openpose_wrong_count_names_file_and_field(tmp_path):
+  folder = tmp_path / "op"
+  folder.mkdir()
+  (folder / "v_000000000000_keypoints.json").write_text(json.dumps(
+      {"people": [{"pose_keypoints_2d": [1.0] * 54}]}))
+  with pytest.raises(InputError, match=r"keypoints\.json: people\[0\]\.pose_keypoints_2d "
+                                       r"holds 54 numbers; layout body25 expects 25"):
+    read_keypoints(folder, width=W, height=H)
+
+
+def test_person_choice_is_logged(tmp_path, caplog):
+  pts = _coco_frames(2)
+  entries = [_coco_entry(f, pts[f] * s, track=t) for f in range(2) for s, t in ((1, 0), (0.5, 1))]
+  path = _write(tmp_path, "two.json", entries)
+  with caplog.at_level("INFO", logger="geopose_jax.keypoints.people"):
+    read_keypoints(path, width=W, height=H)
+  assert "2 frames hold several people; took the largest box" in caplog.text
+  caplog.clear()
+  with caplog.at_level("INFO", logger="geopose_jax.keypoints.people"):
+    seq, = read_keypoints(path, width=W, height=H, track_id=1)
+  assert "following track id 1 in 2 of 2 frames" in caplog.text
+  np.testing.assert_allclose(seq.pose_2d_px, _expected(pts * 0.5, "coco17"), atol=1e-4)
