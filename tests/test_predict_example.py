@@ -51,3 +51,12 @@ def test_example_file_is_the_projected_held_out_clip():
   gap = np.linalg.norm(seq.pose_2d_px - pixels, axis=-1).max(axis=0)
   assert gap[0] < 2 and (gap[[8, 9, 10]] < 40).all()
   assert os.path.basename(seq.source) == EXAMPLE.name
+
+
+def test_normalisation_is_the_pose_builders():
+  from data_prep.h36m_poses import h36m_poses_dataset_builder as builder
+  from geopose_jax.keypoints import normalized_pose_2d
+  seq, = read_keypoints(EXAMPLE)
+  camera = {"res": np.array([seq.width, seq.height], np.float32)}
+  np.testing.assert_array_equal(normalized_pose_2d(seq),
+                                builder._normalise(seq.pose_2d_px, camera))
