@@ -130,7 +130,7 @@ def test_mp4_and_gif_frame_counts(tmp_path):
   p = _constant_bone_poses(7)
   p2 = p[..., :2] / p[..., 2:] * 500 + [320, 240]
   frames = list(render.render_frames(p, p2, (640, 480), panel=96))
-  assert frames[0].shape == (96, 128 + 96, 3) and frames[0].dtype == np.uint8
+  assert frames[0].shape == (96, 96 + 96, 3) and frames[0].dtype == np.uint8
   assert render.write_mp4(tmp_path / "r.mp4", frames, fps=10, show_progress=False) == 7
   with av.open(str(tmp_path / "r.mp4")) as container:
     assert sum(1 for _ in container.decode(video=0)) == 7
@@ -138,6 +138,15 @@ def test_mp4_and_gif_frame_counts(tmp_path):
   import PIL.Image
   with PIL.Image.open(tmp_path / "r.gif") as gif:
     assert gif.n_frames == 3
+
+
+def test_skeleton_window_fits_the_sequence():
+  pts = np.array([[[100.0, 200.0], [300.0, 250.0]]])
+  scale, origin = render.skeleton_window(pts, 120, margin=0.1)
+  mapped = (pts - origin) * scale
+  # Side 200 * 1.2 = 240 px -> 120: scale 0.5, centred at (200, 225) -> (60, 60).
+  assert scale == pytest.approx(0.5)
+  np.testing.assert_allclose(mapped[0], [[10, 47.5], [110, 72.5]])
 
 
 def test_render_with_input_frames_on_the_left():

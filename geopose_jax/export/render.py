@@ -57,6 +57,17 @@ def project_3d_panel(poses_cam: np.ndarray, size: int, azimuth: float = 30.0,
   return view[..., :2] * scale + size / 2.0
 
 
+def skeleton_window(pose_2d_px: np.ndarray, panel: int, margin: float = 0.1
+                    ) -> tuple[float, np.ndarray]:
+  """(scale, origin) so that (p - origin) * scale puts every (N, 17, 2) point of the sequence
+  inside a panel x panel square, centred, with `margin` of the side left free."""
+  lo = np.nanmin(pose_2d_px.reshape(-1, 2), axis=0)
+  hi = np.nanmax(pose_2d_px.reshape(-1, 2), axis=0)
+  side = max(float(np.max(hi - lo)), 1e-6) * (1 + 2 * margin)
+  centre = (lo + hi) / 2
+  return panel / side, centre - side / 2
+
+
 def _fit_image(image: np.ndarray, height: int) -> PIL.Image.Image:
   pil = PIL.Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
   width = _even(max(2, round(pil.width * height / pil.height)))
@@ -66,8 +77,8 @@ def _fit_image(image: np.ndarray, height: int) -> PIL.Image.Image:
 def render_frames(poses_cam: np.ndarray, pose_2d_px: np.ndarray, image_size: tuple[int, int],
                   images: Iterable[np.ndarray] | None = None, panel: int = 360,
                   azimuth: float = 30.0, elevation: float = 15.0) -> Iterator[np.ndarray]:
-  """Yields (panel, W, 3) uint8 frames: left the input (or a blank of its aspect) with the 2D
-  skeleton, right the 3D skeleton.
+  """Yields (panel, W, 3) uint8 frames: left the input frame with the 2D skeleton (without
+  frames: the 2D skeleton in a square around the sequence's extent), right the 3D skeleton.
 
   Args:
     poses_cam: (N, 17, 3) camera-frame 3D poses (any unit).
@@ -81,8 +92,14 @@ def render_frames(poses_cam: np.ndarray, pose_2d_px: np.ndarray, image_size: tup
                      f"{poses_cam.shape} and {pose_2d_px.shape}")
   panel = _even(panel)
   width, height = image_size
-  left_w = _even(max(2, round(width * panel / height)))
-  scale_2d = panel / height
+  if images is not None:
+    left_w = _even(max(2, round(width * panel / height)))
+    scale_2d, origin_2d = panel / height, np.zeros(2)
+  else:
+    # Without frames, a square around everything the person covers in the sequence, so a
+    # small figure in a large frame is still visible.
+    left_w = panel
+    scale_2d, origin_2d = skeleton_window(pose_2d_px, panel)
   right = project_3d_panel(poses_cam, panel, azimuth, elevation)
   line = max(2, panel // 120)
   blank = PIL.Image.new("RGB", (left_w + panel, panel), _BACKGROUND)
@@ -102,7 +119,7 @@ def render_frames(poses_cam: np.ndarray, pose_2d_px: np.ndarray, image_size: tup
       fitted = _fit_image(frame, panel)
       canvas.paste(fitted.crop((0, 0, left_w, panel)), (0, 0))
     draw = PIL.ImageDraw.Draw(canvas)
-    _draw_skeleton(draw, pose_2d_px[i] * scale_2d, line)
+    _draw_skeleton(draw, (pose_2d_px[i] - origin_2d) * scale_2d, line)
     _draw_skeleton(draw, right[i] + np.array([left_w, 0.0]), line)
     yield np.asarray(canvas)
 
