@@ -123,6 +123,31 @@ def read_box_file(path: str | os.PathLike) -> dict[int, np.ndarray]:
   return boxes
 
 
+def load_boxes(path: str | os.PathLike, source: FrameSource, track_id: int | None = None
+               ) -> np.ndarray:
+  """(source.num_frames, 4) person boxes (x, y, w, h) for every frame of `source`.
+
+  `path` is a box file (see `read_box_file`) or a keypoint file whose people have boxes
+  (COCO `bbox`, AlphaPose `box`; the person chosen as `read_keypoints` chooses).
+  """
+  path = os.fspath(path)
+  from geopose_jax.keypoints import detect_format, read_keypoints
+  try:
+    fmt = detect_format(path)
+  except InputError:
+    fmt = None
+  if fmt in ("coco", "halpe"):
+    seq, = read_keypoints(path, format=fmt, track_id=track_id, width=source.width,
+                          height=source.height, min_confidence=0.0)
+    if seq.boxes is None:
+      raise InputError(f"{path}: its detections have no 'bbox' or 'box'; give a box file "
+                       f"(CSV frame,x,y,w,h or JSON) for the image input")
+    boxes = dict(zip(seq.frames.tolist(), seq.boxes.astype(np.float64)))
+  else:
+    boxes = read_box_file(path)
+  return dense_boxes(boxes, source.num_frames, source.width, source.height, path)
+
+
 def dense_boxes(boxes: dict[int, np.ndarray], num_frames: int, width: int, height: int,
                 origin: str) -> np.ndarray:
   """(num_frames, 4) boxes for frames 0..num_frames-1: a frame without one takes the nearest

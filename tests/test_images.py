@@ -92,3 +92,20 @@ def test_data_prep_reexport_is_the_same_code():
   from data_prep import crops as prep_crops
   assert prep_crops.crop_image is crops.crop_image
   assert prep_crops.square_box is crops.square_box
+
+
+def test_boxes_from_a_coco_keypoint_file(tmp_path):
+  frames = _frames(3)
+  folder = tmp_path / "frames"
+  folder.mkdir()
+  for i, f in enumerate(frames):
+    PIL.Image.fromarray(f).save(folder / f"{i}.png")
+  source = images.open_frames(folder)
+  kp = np.concatenate([np.full((17, 2), 20.0) + np.arange(17)[:, None], np.ones((17, 1))], 1)
+  entries = [{"image_id": i, "category_id": 1, "keypoints": kp.ravel().tolist(),
+              "score": 1.0, "bbox": [5 + i, 6, 30, 40]} for i in (0, 1)]
+  (tmp_path / "det.json").write_text(json.dumps(entries))
+  boxes = images.load_boxes(tmp_path / "det.json", source)
+  np.testing.assert_allclose(boxes, [[5, 6, 30, 40], [6, 6, 30, 40], [6, 6, 30, 40]])
+  (tmp_path / "b.csv").write_text("frame,x,y,w,h\n1,1,2,3,4\n")
+  np.testing.assert_allclose(images.load_boxes(tmp_path / "b.csv", source)[0], [1, 2, 3, 4])
