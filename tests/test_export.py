@@ -71,6 +71,13 @@ def test_euler_zxy_inverts_rz_rx_ry():
     np.testing.assert_allclose(bvh_writer.euler_zxy_degrees(m), [z, x, y], atol=1e-8)
 
 
+def test_euler_zxy_at_gimbal_lock_rebuilds_the_rotation():
+  for x in (90.0, -90.0):
+    m = _rot("Z", 30) @ _rot("X", x) @ _rot("Y", 50)
+    z, x2, y = bvh_writer.euler_zxy_degrees(m)
+    np.testing.assert_allclose(_rot("Z", z) @ _rot("X", x2) @ _rot("Y", y), m, atol=1e-9)
+
+
 def test_bvh_third_party_reader(tmp_path):
   bvh = pytest.importorskip("bvh")
   p = _constant_bone_poses(6)
