@@ -16,7 +16,7 @@ also has `Xposition Yposition Zposition`.
 
 Frames: the input is camera-frame 3D (x right, y down, z forward). The BVH world is Y-up:
 (x, -y, -z), a rotation of 180 degrees about x, so a person facing the camera faces +Z.
-The rest pose is a T-pose: legs down, spine and head up, arms along the person's sides
+The rest pose is a T-pose: legs down, spine and head up, arms straight out sideways
 (left = +X), in millimetres.
 """
 
