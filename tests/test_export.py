@@ -185,3 +185,14 @@ def test_staged_output_whole_or_nothing(tmp_path):
   with pytest.raises(InputError, match="exists and is not empty"):
     with staged_output(target):
       pass
+
+
+def test_long_sequence_gif_keeps_every_kth_frame(tmp_path):
+  import PIL.Image
+  p = np.resize(_constant_bone_poses(4), (160, 17, 3))
+  out = write_sequence(tmp_path, "long", np.arange(160), p, np.ones((160, 17)),
+                       p[..., :2] / 10 + 300, (640, 480), fps=50, video=False,
+                       show_progress=False)
+  with PIL.Image.open(os.path.join(out, "render.gif")) as gif:
+    assert gif.n_frames == 80  # 160 frames, at most 150 kept: every 2nd
+    assert gif.info["duration"] == 40  # 2 frames at 50 fps
