@@ -1,0 +1,60 @@
+"""Per-sequence 3D results as `poses_3d.npz` and `poses_3d.json`.
+
+Both hold: `joint_names` (H36M-17), `frames` (N,) int, `poses_3d_mm` (N, 17, 3) camera-frame
+millimetres (x right, y down, z forward), `confidence` (N, 17) of the 2D input, and any
+extra arrays given (e.g. SMPL `theta` (N, 72), `beta` (N, 10), `vertices` (N, 6890, 3)).
+The JSON holds the same as nested lists (vertices are left out of the JSON: too large).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from geopose_jax import skeleton
+from geopose_jax.errors import InputError
+
+_JSON_SKIP = ("vertices",)
+
+
+def write_poses(folder: str | os.PathLike, frames: np.ndarray, poses_3d_mm: np.ndarray,
+                confidence: np.ndarray, extras: dict[str, np.ndarray] | None = None,
+                name: str = "") -> tuple[str, str]:
+  """Writes folder/poses_3d.npz and folder/poses_3d.json; returns their paths.
+
+  Args:
+    frames: (N,) frame numbers.
+    poses_3d_mm: (N, 17, 3) camera-frame mm.
+    confidence: (N, 17).
+    extras: more (N, ...) arrays, stored under their names.
+    name: the sequence name, stored as `sequence`.
+  """
+  frames = np.asarray(frames, np.int64)
+  poses = np.asarray(poses_3d_mm, np.float32)
+  confidence = np.asarray(confidence, np.float32)
+  n = len(frames)
+  if poses.shape != (n, 17, 3) or confidence.shape != (n, 17):
+    raise InputError(f"poses export: expected poses (N, 17, 3) and confidence (N, 17) for "
+                     f"N = {n} frames; got {poses.shape} and {confidence.shape}")
+  arrays = {"frames": frames, "poses_3d_mm": poses, "confidence": confidence}
+  for key, value in (extras or {}).items():
+    value = np.asarray(value)
+    if key in arrays or len(value) != n:
+      raise InputError(f"poses export: extra array {key!r} of shape {value.shape} clashes "
+                       f"with a standard name or has not {n} frames")
+    arrays[key] = value
+  folder = os.fspath(folder)
+  npz_path = os.path.join(folder, "poses_3d.npz")
+  json_path = os.path.join(folder, "poses_3d.json")
+  np.savez_compressed(npz_path, joint_names=np.asarray(skeleton.H36M_JOINT_NAMES),
+                      sequence=np.asarray(name), **arrays)
+  doc = {"sequence": name, "joint_names": list(skeleton.H36M_JOINT_NAMES),
+         "units": "mm", "frame": "camera (x right, y down, z forward)"}
+  for key, value in arrays.items():
+    if key not in _JSON_SKIP:
+      doc[key] = np.round(value, 3).tolist() if value.dtype.kind == "f" else value.tolist()
+  with open(json_path, "w", encoding="utf-8") as f:
+    json.dump(doc, f, separators=(",", ":"))
+  return npz_path, json_path
