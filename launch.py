@@ -52,6 +52,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   if flags.FLAGS.multihost or _multihost_detected():
     jax.distributed.initialize()
+  import data_prep  # noqa: F401  pylint: disable=g-import-not-at-top  (registers the builders)
   from geopose_jax.train import loop  # pylint: disable=g-import-not-at-top
   config = flags.FLAGS.config
   workdir = flags.FLAGS.workdir or os.path.join(

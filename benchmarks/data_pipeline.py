@@ -2,7 +2,7 @@ r"""Throughput of the input pipelines: examples/s that a loader delivers to the 
 
     python benchmarks/data_pipeline.py                        # NVS pairs, synthetic_multiview
     python benchmarks/data_pipeline.py --workers=0,1,2 --batches=30
-    python benchmarks/data_pipeline.py --loader=rie_windows --batch_size=1024 --flip
+    python benchmarks/data_pipeline.py --loader=temporal_windows --batch_size=1024 --flip
     python benchmarks/data_pipeline.py --name=synthetic_multiview/tiny --data_dir=/tmp/d
 
 Builds the dataset on first use (as training does). For each worker count, the loader is
@@ -27,6 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
+import data_prep  # noqa: E402,F401  (registers the dataset builders)
 from geopose_jax.data import multiview  # noqa: E402
 from geopose_jax.data import poses  # noqa: E402
 from geopose_jax.data import windows  # noqa: E402
@@ -36,7 +37,7 @@ LOADERS = {
     "single_views": (multiview.single_views, "synthetic_multiview"),
     "multiview_samples": (multiview.multiview_samples, "synthetic_multiview"),
     "lifter_frames": (poses.lifter_frames, "h36m_poses"),
-    "rie_windows": (windows.rie_windows, "h36m_poses"),
+    "temporal_windows": (windows.temporal_windows, "h36m_poses"),
 }
 
 
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
   parser.add_argument("--workers", default="0,2", help="comma-separated worker counts")
   parser.add_argument("--prefetch", type=int, default=2)
   parser.add_argument("--receptive_field", type=int, default=243)
-  parser.add_argument("--flip", action="store_true", help="rie_windows: flip augmentation")
+  parser.add_argument("--flip", action="store_true", help="temporal_windows: flip augmentation")
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
   loader_fn, default_name = LOADERS[args.loader]
@@ -74,8 +75,10 @@ def main(argv=None) -> int:
   for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
     data_config = ml_collections.ConfigDict(dict(
         name=args.name or default_name, data_dir=args.data_dir, num_workers=workers,
-        prefetch=args.prefetch, receptive_field=args.receptive_field))
-    kwargs = {"flip": True} if args.flip and args.loader == "rie_windows" else {}
+        prefetch=args.prefetch))
+    kwargs = {}
+    if args.loader == "temporal_windows":
+      kwargs = {"receptive_field": args.receptive_field, "flip": bool(args.flip)}
     results.append(measure(loader_fn, data_config, args.batch_size, args.batches, **kwargs))
   report = {"benchmark": "data_pipeline", "loader": args.loader,
             "dataset": args.name or default_name, "batch_size": args.batch_size,

@@ -29,9 +29,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.num_betas = 10
   config.model.include_global = bool(variant.original)
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 1e-3
-  config.optim.b1 = 0.5
+  config.optim = common.optim_config(lr=1e-3, b1=0.5)        # the generator
+  config.disc_optim = common.optim_config(lr=1e-3, b1=0.5)   # the discriminator
 
   config.train.batch_size = 64
   config.train.steps = 20_000

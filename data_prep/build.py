@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from geopose_jax.data import builders
+
 # Dataset name -> module exposing `ensure_built`.
 REGISTRY: dict[str, str] = {
     "synthetic_multiview": "data_prep.synthetic_multiview",
@@ -25,8 +27,23 @@ REGISTRY: dict[str, str] = {
 
 
 def register(name: str, module: str) -> None:
-  """Adds a dataset to the registry (module path exposing `ensure_built`)."""
+  """Adds a dataset to the registry (module path exposing `ensure_built`) and tells
+  geopose_jax how to build it on first use."""
   REGISTRY[name] = module
+  builders.register(name, _lazy_ensure_built(module))
+
+
+def _lazy_ensure_built(module: str):
+  """`ensure_built` of `module`, imported when first called (keeps `import data_prep` light)."""
+
+  def ensure_built(name, data_dir, **options):
+    return importlib.import_module(module).ensure_built(name, data_dir, **options)
+
+  return ensure_built
+
+
+for _name, _module in list(REGISTRY.items()):
+  register(_name, _module)
 
 
 def dataset_module(name: str):

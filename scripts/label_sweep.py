@@ -100,6 +100,7 @@ def plot(points: list[dict], path: pathlib.Path) -> None:
 
 def main(argv):
   del argv
+  import data_prep  # noqa: F401  pylint: disable=g-import-not-at-top  (registers builders)
   from geopose_jax.train import loop  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(FLAGS.out)
   out.mkdir(parents=True, exist_ok=True)

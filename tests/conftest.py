@@ -19,6 +19,8 @@ atexit.register(shutil.rmtree, os.environ["GEOPOSE_DATA_DIR"], ignore_errors=Tru
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+import data_prep  # noqa: E402,F401  (registers the dataset builders, as launch.py does)
+
 
 @pytest.fixture(scope="session")
 def four_devices():

@@ -16,6 +16,9 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
+from geopose_jax.data import builders
+from geopose_jax.errors import ConfigError, DatasetError
+
 Record = dict[str, Any]
 
 
@@ -46,32 +49,33 @@ def _prepared(name: str, data_dir: str) -> tfds.core.DatasetBuilder | None:
 def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The prepared builder of `config.data.name`, building the dataset first if needed.
 
-  Datasets registered in data_prep/build.py are built by their own `ensure_built`
-  (`config.data.manual_dir` is passed on for licence-gated sources; `h36m_poses` also
-  takes `config.data.npz_3d` / `npz_2d`, VideoPose3D-format files given by path). Any
-  other name must already be prepared in `config.data.data_dir`.
+  A dataset whose builder is registered (geopose_jax/data/builders.py; data_prep registers
+  them all) is built by it on first use: `config.data.manual_dir` is passed on for
+  licence-gated sources, and `config.data.npz_3d` / `npz_2d` (VideoPose3D-format files given
+  by path) when set. Any other name must already be prepared in `config.data.data_dir`.
   """
-  from data_prep import build  # pylint: disable=g-import-not-at-top
   name, data_dir = dataset_name(data_config), _data_dir(data_config)
   dataset = name.partition("/")[0]
-  if dataset not in build.REGISTRY:
+  ensure_built = builders.builder_for(dataset)
+  if ensure_built is None:
     builder = _prepared(name, data_dir)
     if builder is None:
-      raise FileNotFoundError(
+      raise DatasetError(
           f"dataset {name!r} is not prepared in {data_dir} and no builder is registered for "
-          f"it (known: {sorted(build.REGISTRY)}); check config.data.name and data_dir")
+          f"it (registered: {builders.registered()}; `import data_prep` registers ours); "
+          "check config.data.name and data_dir, or build it with python -m data_prep.build")
     return builder
   options = {}
   manual_dir = str(data_config.get("manual_dir", "") or "")
   if manual_dir:
     options["manual_dir"] = os.path.expanduser(manual_dir)
-  if dataset == "h36m_poses":
-    options["npz_3d"] = str(data_config.get("npz_3d", "") or "")
-    options["npz_2d"] = str(data_config.get("npz_2d", "") or "")
-  elif data_config.get("npz_3d", "") or data_config.get("npz_2d", ""):
-    raise ValueError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "
-                     f"{name!r}")
-  return _build_once(lambda: build.ensure_built(name, data_dir, **options), name)
+  for key in ("npz_3d", "npz_2d"):
+    if data_config.get(key, ""):
+      options[key] = str(data_config[key])
+  if ("npz_3d" in options or "npz_2d" in options) and dataset != "h36m_poses":
+    raise ConfigError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "
+                      f"{name!r}")
+  return _build_once(lambda: ensure_built(name, data_dir, **options), name)
 
 
 def _build_once(build_fn, name: str):

@@ -24,8 +24,12 @@ import optax
 from scipy.spatial.transform import Rotation
 
 from geopose_jax.data import batching
+from geopose_jax.data import smpl_parameters
 from geopose_jax.geometry import rotations
 from geopose_jax.models import smpl_prior as prior_lib
+from geopose_jax.train import init_from as init_from_lib
+from geopose_jax.train import optim
+from geopose_jax.train.mesh import batch_sharded_like
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 
@@ -41,16 +45,7 @@ def build_models(config: ml_collections.ConfigDict):
 
 def load_parameters(config: ml_collections.ConfigDict, split: str) -> dict[str, np.ndarray]:
   """The split's theta (N, 72) and beta (N, num_betas), building the dataset if needed."""
-  import data_prep.smpl_params as smpl_params  # pylint: disable=g-import-not-at-top
-  name = f"smpl_params/{config.data.builder_config}"
-  manual_dir = str(config.data.get("manual_dir", "") or "") or None
-  builder = smpl_params.ensure_built(name, config.data.data_dir, manual_dir=manual_dir)
-  data = smpl_params.load_split(builder, split)
-  num_betas = config.model.num_betas
-  if num_betas > data["beta"].shape[1]:
-    raise ValueError(f"config.model.num_betas={num_betas} but {name} has "
-                     f"{data['beta'].shape[1]} betas")
-  return {"theta": data["theta"], "beta": data["beta"][:, :num_betas]}
+  return smpl_parameters.load_parameters(config.data, split, int(config.model.num_betas))
 
 
 def real_features(theta, beta, include_global: bool) -> jax.Array:
@@ -60,73 +55,72 @@ def real_features(theta, beta, include_global: bool) -> jax.Array:
 
 
 def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, TrainState]:
+  """{'generator': optim, 'discriminator': disc_optim} train states."""
   generator, discriminator = build_models(config)
   k_g, k_d = jax.random.split(rng)
   g_vars = generator.init(k_g, jnp.zeros((2, config.model.latent_dim)))
   size = prior_lib.feature_size(config.model.num_betas, config.model.include_global)
   d_vars = discriminator.init(k_d, jnp.zeros((2, size)))
-  tx = lambda: optax.adam(config.optim.lr, b1=config.optim.b1)  # noqa: E731
-  return {"generator": TrainState.create(g_vars["params"], tx()),
-          "discriminator": TrainState.create(d_vars["params"], tx(), d_vars["batch_stats"])}
-
-
-def batch_sharded_like(y: jax.Array, x: jax.Array) -> jax.Array:
-  """`y` with its leading axis sharded as `x`'s is (explicit-sharding meshes); as is when
-  `x` is not sharded."""
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  spec = getattr(sharding, "spec", None)
-  if not spec or spec[0] is None:
-    return y
-  return jax.sharding.reshard(y, jax.sharding.NamedSharding(
-      sharding.mesh, jax.sharding.PartitionSpec(spec[0], *([None] * (y.ndim - 1)))))
+  return {"generator": TrainState.create(
+              g_vars["params"], optim.make_optimizer(config.optim, g_vars["params"])),
+          "discriminator": TrainState.create(
+              d_vars["params"], optim.make_optimizer(config.disc_optim, d_vars["params"],
+                                                     key="disc_optim"),
+              d_vars["batch_stats"])}
 
 
 def _bce(logits, label: float):
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)))
 
 
+def train_step(state, batch, rng, *, generator, discriminator, latent_dim: int,
+               include_global: bool):
+  """One discriminator update (real parameters against the generator's), then one
+  generator update against the updated discriminator.
+
+  Batch: theta (B, 72) axis-angle, beta (B, S).
+  """
+  g_state, d_state = state["generator"], state["discriminator"]
+  real = real_features(batch["theta"], batch["beta"], include_global)
+  z = batch_sharded_like(jax.random.normal(rng, (real.shape[0], latent_dim)), real)
+
+  def fake_features(g_params):
+    theta, beta = generator.apply({"params": g_params}, z)
+    return prior_lib.generated_features(theta, beta, include_global)
+
+  fake = jax.lax.stop_gradient(fake_features(g_state.params))
+
+  def d_loss_fn(d_params):
+    logits, updates = discriminator.apply(
+        {"params": d_params, "batch_stats": d_state.batch_stats},
+        jnp.concatenate([real, fake]), True, mutable=["batch_stats"])
+    real_logits, fake_logits = jnp.split(logits, 2)
+    loss = _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
+    return loss, (updates["batch_stats"], real_logits, fake_logits)
+
+  (d_loss, (stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+      d_loss_fn, has_aux=True)(d_state.params)
+  d_state = d_state.apply_gradients(d_grads, batch_stats=stats)
+
+  def g_loss_fn(g_params):
+    logits, _ = discriminator.apply(
+        {"params": d_state.params, "batch_stats": d_state.batch_stats},
+        fake_features(g_params), True, mutable=["batch_stats"])
+    return _bce(logits, 1.0)
+
+  g_loss, g_grads = jax.value_and_grad(g_loss_fn)(g_state.params)
+  g_state = g_state.apply_gradients(g_grads)
+  metrics = {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
+             "d_real_accuracy": jnp.mean(real_logits > 0),
+             "d_fake_accuracy": jnp.mean(fake_logits < 0)}
+  return {"generator": g_state, "discriminator": d_state}, metrics
+
+
 def make_train_step(config: ml_collections.ConfigDict):
   generator, discriminator = build_models(config)
-  include_global = config.model.include_global
-
-  def train_step(state, batch, rng):
-    g_state, d_state = state["generator"], state["discriminator"]
-    real = real_features(batch["theta"], batch["beta"], include_global)
-    z = batch_sharded_like(jax.random.normal(rng, (real.shape[0], config.model.latent_dim)),
-                           real)
-
-    def fake_features(g_params):
-      theta, beta = generator.apply({"params": g_params}, z)
-      return prior_lib.generated_features(theta, beta, include_global)
-
-    fake = jax.lax.stop_gradient(fake_features(g_state.params))
-
-    def d_loss_fn(d_params):
-      logits, updates = discriminator.apply(
-          {"params": d_params, "batch_stats": d_state.batch_stats},
-          jnp.concatenate([real, fake]), True, mutable=["batch_stats"])
-      real_logits, fake_logits = jnp.split(logits, 2)
-      loss = _bce(real_logits, 1.0) + _bce(fake_logits, 0.0)
-      return loss, (updates["batch_stats"], real_logits, fake_logits)
-
-    (d_loss, (stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(d_state.params)
-    d_state = d_state.apply_gradients(d_grads, batch_stats=stats)
-
-    def g_loss_fn(g_params):
-      logits, _ = discriminator.apply(
-          {"params": d_state.params, "batch_stats": d_state.batch_stats},
-          fake_features(g_params), True, mutable=["batch_stats"])
-      return _bce(logits, 1.0)
-
-    g_loss, g_grads = jax.value_and_grad(g_loss_fn)(g_state.params)
-    g_state = g_state.apply_gradients(g_grads)
-    metrics = {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
-               "d_real_accuracy": jnp.mean(real_logits > 0),
-               "d_fake_accuracy": jnp.mean(fake_logits < 0)}
-    return {"generator": g_state, "discriminator": d_state}, metrics
-
-  return train_step
+  return functools.partial(train_step, generator=generator, discriminator=discriminator,
+                           latent_dim=int(config.model.latent_dim),
+                           include_global=bool(config.model.include_global))
 
 
 def discriminator_fn(config: ml_collections.ConfigDict):
@@ -155,18 +149,6 @@ def ranking_auc(positive: np.ndarray, negative: np.ndarray) -> float:
   return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-class _OnFirstUse:
-  """Builds the loader when the loop first iterates (keeps `build` cheap for eval mode)."""
-
-  def __init__(self, make):
-    self._make, self._loader = make, None
-
-  def __iter__(self):
-    if self._loader is None:
-      self._loader = self._make()
-    return iter(self._loader)
-
-
 def _take(item, theta, beta):
   return {"theta": theta[item["index"]], "beta": beta[item["index"]]}
 
@@ -183,6 +165,7 @@ def train_loader(config: ml_collections.ConfigDict, runtime: Runtime):
 
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   """The smpl_prior task for the training loop (see train/task.py)."""
+  source = init_from_lib.resolve(config.init_from, task="smpl_prior", runs=("smpl_prior",))
   runtime.local_batch_size(config.train.batch_size)
   generator, _ = build_models(config)
   score = jax.jit(discriminator_fn(config))
@@ -232,6 +215,13 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         out_dir, np.asarray(gen_theta).reshape(count, 72), np.asarray(gen_beta),
         real["theta"][pick], real["beta"][pick], step)
 
+  def start_from(state):
+    loaded, _ = init_from_lib.load_run(source)
+    return {name: init_from_lib.merge(part, loaded[name], source=str(source.path),
+                                      only=("params/.*", "batch_stats/.*"))
+            for name, part in state.items()}
+
   return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
-              train_data=_OnFirstUse(lambda: train_loader(config, runtime)), evaluate=evaluate,
-              eval_splits=("test",), visualize=visualize)
+              train_data=lambda: train_loader(config, runtime), evaluate=evaluate,
+              eval_splits=("test",), visualize=visualize,
+              init_from=start_from if source is not None else None)
