@@ -16,6 +16,7 @@ import argparse
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 import jax
@@ -27,6 +28,8 @@ import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import lifter as lifter_config  # noqa: E402
 from geopose_jax.tasks import lifter as task_lib  # noqa: E402
+from geopose_jax.train import loop  # noqa: E402
+from geopose_jax.train import mesh as mesh_lib  # noqa: E402
 
 
 def _time(fn, warmup: int, steps: int) -> tuple[float, float]:
@@ -50,9 +53,12 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
   if config.supervised:
     batch = {"pose_2d": pose, "pose_3d_cam": rng.normal(size=(batch_size, 17, 3)).astype(
         np.float32) + np.array([0, 0, 5], np.float32)}
-  batch = jax.device_put(batch)
-  state = jax.jit(lambda k: task_lib.init_state(config, k))(jax.random.key(0))
-  train_step = jax.jit(task_lib.make_train_step(config), donate_argnums=(0,))
+  # The task itself, as the loop builds and jits it (its data is never read here).
+  runtime = mesh_lib.make_runtime(tempfile.gettempdir())
+  task = loop.build_task(config, runtime)
+  batch = runtime.shard_batch(batch)
+  state = jax.jit(task.init, out_shardings=runtime.replicated)(jax.random.key(0))
+  train_step = loop.jit_train_step(task, runtime)
   holder = {"state": state, "i": 0}
 
   def one_step():

@@ -21,6 +21,7 @@ import json
 import math
 import pathlib
 import sys
+import tempfile
 import time
 
 import jax
@@ -32,9 +33,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import rie as rie_config  # noqa: E402
+from geopose_jax import evaluation  # noqa: E402
+from geopose_jax import skeleton  # noqa: E402
 from geopose_jax.models import tcn as tcn_lib  # noqa: E402
 from geopose_jax.tasks import rie as task_lib  # noqa: E402
+from geopose_jax.train import loop  # noqa: E402
+from geopose_jax.train import mesh as mesh_lib  # noqa: E402
+from geopose_jax.train import optim  # noqa: E402
 from geopose_jax.train.state import TrainState  # noqa: E402
+from geopose_jax.train.task import Task  # noqa: E402
 
 
 def original_parameter_count(config) -> int:
@@ -73,20 +80,23 @@ def _time(fn, warmup: int, steps: int) -> float:
 
 
 def _setup(config, batch_size: int):
+  """The task's own init and train step (as `build` makes them), jitted as the loop jits
+  them, with random parameters and a random batch sharded over the devices."""
+  task_lib.resolve_config(config)
+  config.train.batch_size = batch_size
   model = task_lib.make_model(config)
   field = math.prod(task_lib.filter_widths(config))
-  frozen = task_lib.frozen_modules(config)
+  runtime = mesh_lib.make_runtime(tempfile.gettempdir())
+  shapes = jax.eval_shape(task_lib.make_init(config, 100), jax.random.key(0))
   rng = np.random.default_rng(0)
-  shapes = jax.eval_shape(model.init, {"params": jax.random.key(0), "dropout": jax.random.key(1)},
-                          jnp.zeros((1, field, 17, 2)))
   params = jax.tree.map(lambda s: (0.05 * rng.normal(size=s.shape)).astype(np.float32),
-                        shapes["params"])
-  stats = jax.tree.map(lambda s: np.ones(s.shape, np.float32), shapes["batch_stats"])
-  tx, schedule = task_lib.make_optimizer(config, 100, task_lib.trainable_labels(params, frozen))
-  state = TrainState.create(jax.device_put(params), tx, jax.device_put(stats))
-  step = jax.jit(task_lib.make_train_step(model, frozen, 100, 10_000, config.optim, schedule),
-                 donate_argnums=(0,))
-  batch = jax.device_put({
+                        shapes.params)
+  stats = jax.tree.map(lambda s: np.ones(s.shape, np.float32), shapes.batch_stats)
+  tx = optim.make_optimizer(config.optim, params, steps_per_epoch=100)
+  state = jax.device_put(TrainState.create(params, tx, stats), runtime.replicated)
+  task = Task(init=None, train_step=task_lib.make_train_step(config, 100), train_data=None)
+  step = loop.jit_train_step(task, runtime)
+  batch = runtime.shard_batch({
       "pose_2d": rng.uniform(-1, 1, (batch_size, field, 17, 2)).astype(np.float32),
       "pose_3d": (0.2 * rng.normal(size=(batch_size, 17, 3))).astype(np.float32)})
   return model, state, step, batch, field, shapes
@@ -115,8 +125,8 @@ def measure_inference(config, batch_size: int, steps: int, warmup: int) -> dict:
 
   @jax.jit
   def predict(variables, x):
-    plain = lambda w: model.apply(variables, w, train=False)[:, 0]
-    return task_lib.flip_averaged(plain, x)
+    plain = lambda w: model.apply(variables, w, train=False)[:, 0]  # noqa: E731
+    return evaluation.flip_average(plain, skeleton.flip_pose)(x)
 
   x = jax.device_put(np.random.default_rng(1).uniform(-1, 1, (batch_size, field, 17, 2)).astype(
       np.float32))
@@ -150,7 +160,7 @@ def run(variant: str = "", stages=(3,), batch_size: int = 1024, steps: int = 5, 
     entry = {"model": config.model.name, "stage": stage if config.model.name == "rie" else None,
              "receptive_field": field, "channels": config.model.channels,
              "latent_dim": config.model.latent_dim if config.model.name == "rie" else None,
-             "num_params": tcn_lib.count_parameters(shapes["params"]),
+             "num_params": tcn_lib.count_parameters(shapes.params),
              "num_params_original": original_parameter_count(config)}
     entry.update(measure_train(config, batch_size, steps, warmup))
     entry.update(measure_inference(config, inference_batch_size, steps, warmup))

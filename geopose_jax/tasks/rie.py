@@ -159,6 +159,21 @@ def init_state(rng, *, model, field: int, optim_config: ml_collections.ConfigDic
   return TrainState.create(variables["params"], tx, variables.get("batch_stats", {}))
 
 
+def make_train_step(config: ml_collections.ConfigDict, steps_per_epoch):
+  """The task's train step for `config` (what `build` hands to the loop)."""
+  return functools.partial(train_step, model=make_model(config),
+                           frozen=frozen_modules(tuple(config.optim.frozen)),
+                           steps_per_epoch=steps_per_epoch,
+                           total_steps=int(config.train.steps), optim_config=config.optim)
+
+
+def make_init(config: ml_collections.ConfigDict, steps_per_epoch):
+  """The task's init for `config`: rng -> TrainState."""
+  return functools.partial(init_state, model=make_model(config),
+                           field=math.prod(filter_widths(config)), optim_config=config.optim,
+                           steps_per_epoch=steps_per_epoch)
+
+
 class EpochLength:
   """Steps per epoch: `optim.steps_per_epoch`, or counted from the training split the first
   time training asks (the original's epoch: every frame, flipped and not). Evaluation never
@@ -309,7 +324,6 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   causal = bool(config.model.causal)
   local_batch = runtime.local_batch_size(config.train.batch_size)
   epoch_length = EpochLength(config)
-  frozen = frozen_modules(tuple(config.optim.frozen))
 
   def train_data():
     table = poses_data.load_poses(config.data, "train")
@@ -373,12 +387,7 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         title=titles[0], view_2d=rie_viz.sequence_view_2d(seq.pose_2d[frames]))}
 
   return Task(
-      init=functools.partial(init_state, model=model, field=field, optim_config=config.optim,
-                             steps_per_epoch=epoch_length),
-      train_step=functools.partial(train_step, model=model, frozen=frozen,
-                                   steps_per_epoch=epoch_length,
-                                   total_steps=int(config.train.steps),
-                                   optim_config=config.optim),
+      init=make_init(config, epoch_length), train_step=make_train_step(config, epoch_length),
       train_data=train_data, evaluate=evaluate, eval_splits=tuple(config.eval.splits),
       visualize=visualize,
       init_from=(functools.partial(start_from, source=source, config=config)
