@@ -21,6 +21,8 @@ REGISTRY: dict[str, str] = {
     "h36m_multiview": "data_prep.h36m_multiview",
     "h36m_poses": "data_prep.h36m_poses",
     "smpl_params": "data_prep.smpl_params",
+    "mpi_inf_3dhp": "data_prep.mpi_inf_3dhp",
+    "humaneva": "data_prep.humaneva",
 }
 
 

@@ -145,20 +145,20 @@ class Builder(array_record_builder.ArrayRecordBuilder):
     root = self._manual_root(dl_manager)
     # Everything is read and checked here, before any record is written.
     if config.source == "train":
-      return {"train": self._pose_examples(readers.read_train_set(root, cameras=config.cameras))}
+      return {"train": self._generate_examples(
+          readers.read_train_set(root, cameras=config.cameras))}
     sequences = readers.read_test_set(root)
     if config.crops:
       for sequence in sequences:
         check_frames(sequence)
-      return {"test": self._crop_examples(sequences)}
-    return {"test": self._pose_examples(sequences)}
+    return {"test": self._generate_examples(sequences)}
 
-  def _pose_examples(self, sequences):
+  def _generate_examples(self, sequences):
     for sequence in sequences:
-      yield f"{sequence.subject}/{sequence.sequence}/{sequence.camera_index}", pose_record(sequence)
-
-  def _crop_examples(self, sequences):
-    for sequence in sequences:
+      if not self.builder_config.crops:
+        yield (f"{sequence.subject}/{sequence.sequence}/{sequence.camera_index}",
+               pose_record(sequence))
+        continue
       for frame in np.flatnonzero(sequence.valid):
         yield f"{sequence.sequence}/{frame:06d}", crop_record(sequence, int(frame))
 
