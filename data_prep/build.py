@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from geopose_jax.errors import GeoposeError
+
 # Dataset name -> module exposing `ensure_built`.
 REGISTRY: dict[str, str] = {
     "synthetic_multiview": "data_prep.synthetic_multiview",
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
   start = time.time()
   try:
     builder = ensure_built(args.name, args.data_dir, **options)
-  except (ValueError, FileNotFoundError, ImportError) as error:
+  except (GeoposeError, ValueError, FileNotFoundError, ImportError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   splits = {name: split.num_examples for name, split in builder.info.splits.items()}

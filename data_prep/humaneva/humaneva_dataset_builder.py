@@ -82,6 +82,10 @@ class Chunk:
 
 def read_chunks(path_3d: pathlib.Path, path_2d: pathlib.Path, actions) -> list[Chunk]:
   """Reads and checks both files; returns the labelled chunks of `actions`."""
+  for path in (path_3d, path_2d):
+    if not path.is_file():
+      raise DatasetError(f"{path}: no such file; the humaneva manual folder needs VideoPose3D's "
+                         f"{NPZ_3D} and {NPZ_2D} (made by its data/prepare_data_humaneva.py)")
   try:
     positions_3d = h36m_readers._load_npz_dict(path_3d, "positions_3d")  # pylint: disable=protected-access
     positions_2d = h36m_readers._load_npz_dict(path_2d, "positions_2d")  # pylint: disable=protected-access
