@@ -92,3 +92,36 @@ def test_action_names_and_bad_files(tmp_path):
   with pytest.raises(DatasetError, match=r"C2: expected \(N, 15, 2\)"):
     builder_lib.read_chunks(tmp_path / "bad" / builder_lib.NPZ_3D,
                             tmp_path / "bad" / builder_lib.NPZ_2D, ("Walk",))
+
+
+def test_protocol_per_action_and_subject_by_hand():
+  from geopose_jax.protocols import humaneva as protocol
+  rng = np.random.default_rng(3)
+  target = rng.normal(scale=200.0, size=(3, 15, 3))
+  pred = target.copy()
+  pred[0, 4] += [30.0, 40.0, 0.0]      # one joint 50 mm off: MPJPE 50 / 15
+  pred[2] = 2.0 * target[2] + 100.0    # a similarity of the truth: PA-MPJPE 0
+  result = protocol.evaluate(pred, target, ["Validate/S1", "S1", "S2"], ["Walk", "Walk", "Box"],
+                             decimals=6)
+  assert list(result["per_action"]) == ["Walk S1", "Box S2"]
+  np.testing.assert_allclose(result["per_action"]["Walk S1"]["mpjpe"], 50 / 15 / 2, atol=1e-5)
+  np.testing.assert_allclose(result["per_action"]["Box S2"]["pa_mpjpe"], 0.0, atol=1e-5)
+  # Root-relative, the prediction is 2 p for the truth p: each joint is |p| off.
+  box = np.mean(np.linalg.norm(target[2] - target[2, :1], axis=-1))
+  np.testing.assert_allclose(result["per_action"]["Box S2"]["mpjpe"], box, atol=1e-4)
+  np.testing.assert_allclose(result["mpjpe"], (50 / 15 / 2 + box) / 2, atol=1e-4)
+
+
+def test_eval_sequences_of_humaneva(tmp_path):
+  from geopose_jax.data import eval_sequences
+  write_npz(tmp_path / "in")
+  builder = build.ensure_built("humaneva", tmp_path / "data", manual_dir=str(tmp_path / "in"))
+  sequences = eval_sequences.read_eval_sequences(builder.data_dir, "validate")
+  assert len(sequences) == 9 and {s.layout for s in sequences} == {"humaneva15"}
+  first = sequences[0]
+  assert (first.subject, first.sequence, first.camera) == ("S2", "Jog 1 chunk0", "C1")
+  assert set(first.activity) == {"Jog"} and first.valid.all()
+  frames = eval_sequences.concatenate(sequences)
+  assert frames["pose_2d"].shape == (3 * (4 + 3 + 3), 15, 2)  # 3 cameras x validate frames
+  assert build.main(["humaneva/all_actions", "--data_dir", str(tmp_path / "d2"),
+                     "--manual_dir", str(tmp_path)]) == 2
