@@ -128,7 +128,7 @@ def evaluate(pred_mm, target_mm, sequences, activities, valid=None, *,
   if len(pred) != n:
     raise InputError(f"MPI-INF-3DHP evaluation: {len(pred)} predictions for {n} targets")
   sequences = np.asarray([str(s) for s in np.asarray(sequences).reshape(-1)])
-  activities = _activity_names(activities)
+  activities = np.asarray(activities).reshape(-1)
   keep = np.ones(n, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
   for what, array in (("sequences", sequences), ("activities", activities), ("valid", keep)):
     if len(array) != n:
@@ -136,8 +136,9 @@ def evaluate(pred_mm, target_mm, sequences, activities, valid=None, *,
                        "frames")
   if not keep.any():
     raise InputError("MPI-INF-3DHP evaluation: no valid frame to score")
+  # Invalid frames carry no activity (code 0 in the release); only scored frames need one.
   pred, target = pred[keep], target[keep]
-  sequences, activities = sequences[keep], activities[keep]
+  sequences, activities = sequences[keep], _activity_names(activities[keep])
   joints = grouping_joints(grouping)
   result: dict[str, Any] = {
       "protocol": "mpi_inf_3dhp", "annotation": annotation, "grouping": grouping,
