@@ -17,7 +17,8 @@ import PIL.ImageDraw
 
 from data_prep.mpi_inf_3dhp import readers
 
-MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 ."
+MATLAB_HEADER = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 "
+                 b"HDF5 schema 1.00 .")
 
 
 def body_cam_mm(rng: np.random.Generator, num_frames: int, num_joints: int, root: int

@@ -60,7 +60,8 @@ def test_build_splits_actions_cameras(tmp_path):
             for r in train + validate}
   record = by_key[("S2", "Jog 1 chunk2", "C3")]
   assert record["action"].decode() == "Jog" and record["pose_2d_px"].shape == (3, 15, 2)
-  np.testing.assert_allclose(record["pose_2d_px"], positions_2d["Validate/S2"]["Jog 1 chunk2"][2][:3])
+  np.testing.assert_allclose(record["pose_2d_px"],
+                             positions_2d["Validate/S2"]["Jog 1 chunk2"][2][:3])
   np.testing.assert_allclose(record["pose_2d"],
                              record["pose_2d_px"] / 640 * 2 - [1, 480 / 640], atol=1e-5)
   world = positions_3d["Validate/S2"]["Jog 1 chunk2"]

@@ -49,6 +49,8 @@ ACTIONS = ("Walk", "Jog", "Box", "ThrowCatch", "Gestures")
 _ACTION_ALIASES = {"walking": "Walk", "walk": "Walk", "jog": "Jog", "box": "Box",
                    "throwcatch": "ThrowCatch", "gestures": "Gestures"}
 NUM_JOINTS = skeleton.HUMANEVA_NUM_JOINTS
+# The checked loader of VideoPose3D's pickled-dict .npz files, shared with h36m_poses.
+_load_npz_dict = h36m_readers._load_npz_dict  # pylint: disable=protected-access
 
 
 def canonical_action(sequence: str) -> str:
@@ -87,8 +89,8 @@ def read_chunks(path_3d: pathlib.Path, path_2d: pathlib.Path, actions) -> list[C
       raise DatasetError(f"{path}: no such file; the humaneva manual folder needs VideoPose3D's "
                          f"{NPZ_3D} and {NPZ_2D} (made by its data/prepare_data_humaneva.py)")
   try:
-    positions_3d = h36m_readers._load_npz_dict(path_3d, "positions_3d")  # pylint: disable=protected-access
-    positions_2d = h36m_readers._load_npz_dict(path_2d, "positions_2d")  # pylint: disable=protected-access
+    positions_3d = _load_npz_dict(path_3d, "positions_3d")
+    positions_2d = _load_npz_dict(path_2d, "positions_2d")
   except (ValueError, FileNotFoundError) as error:
     raise DatasetError(str(error)) from error
   chunks = []

@@ -33,7 +33,6 @@ sequences' lens distortion is not undone (see readers.OUTDOOR).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import pathlib
 
@@ -53,7 +52,9 @@ from geopose_jax.protocols import mpi_inf_3dhp as protocol
 NAME = "mpi_inf_3dhp"
 CROP_SIZE = multiview_record.CROP_SIZE
 CHEST_CAMERAS = (0, 1, 2, 4, 5, 6, 7, 8)
-_LOG = logging.getLogger(__name__)
+# The synthetic default's framing, shared so that every crop dataset frames bodies alike.
+_BODY_PAD_MM = synthetic_records._BODY_PAD_MM  # pylint: disable=protected-access
+_BOX_SCALE = synthetic_records._BOX_SCALE  # pylint: disable=protected-access
 
 
 @dataclasses.dataclass(eq=False)
@@ -208,8 +209,8 @@ def check_frames(sequence: readers.PoseSequence) -> None:
 def crop_box(pose_3d_mm: np.ndarray, f: np.ndarray, c: np.ndarray) -> np.ndarray:
   """(17, 3) camera-frame mm -> (3,) box (x0, y0, side): the synthetic default's framing."""
   pinhole = np.asarray(cameras_lib.project_pinhole(pose_3d_mm, f, c), np.float64)
-  pad = float(np.mean(f)) * synthetic_records._BODY_PAD_MM / pose_3d_mm[0, 2]  # pylint: disable=protected-access
-  return crops.square_box(pinhole, pinhole[0], pad, synthetic_records._BOX_SCALE)  # pylint: disable=protected-access
+  pad = float(np.mean(f)) * _BODY_PAD_MM / pose_3d_mm[0, 2]
+  return crops.square_box(pinhole, pinhole[0], pad, _BOX_SCALE)
 
 
 def crop_record(sequence: readers.PoseSequence, frame: int, size: int = CROP_SIZE) -> dict:

@@ -180,7 +180,8 @@ def format_markdown(result: dict[str, Any]) -> str:
   """An `evaluate` result as Markdown: the sequence table, the activity table, the groups."""
   title = (f"MPI-INF-3DHP, {result['annotation']}, PCK@150mm / AUC over "
            f"{result['grouping_title']}; MPJPE over all 17 joints (mm)")
-  lines = [f"**{title}**", "", "| sequence | PCK | AUC | MPJPE | frames |", "|---|---:|---:|---:|---:|"]
+  lines = [f"**{title}**", "", "| sequence | PCK | AUC | MPJPE | frames |",
+           "|---|---:|---:|---:|---:|"]
 
   def row(name, entry):
     return (f"| {name} | {entry['PCK']:.1f} | {entry['AUC']:.1f} | {entry['MPJPE']:.1f} | "
