@@ -16,6 +16,7 @@ import sys
 import time
 
 from geopose_jax.data import builders
+from geopose_jax.errors import GeoposeError
 
 # Dataset name -> module exposing `ensure_built`.
 REGISTRY: dict[str, str] = {
@@ -23,6 +24,8 @@ REGISTRY: dict[str, str] = {
     "h36m_multiview": "data_prep.h36m_multiview",
     "h36m_poses": "data_prep.h36m_poses",
     "smpl_params": "data_prep.smpl_params",
+    "mpi_inf_3dhp": "data_prep.mpi_inf_3dhp",
+    "humaneva": "data_prep.humaneva",
 }
 
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
   start = time.time()
   try:
     builder = ensure_built(args.name, args.data_dir, **options)
-  except (ValueError, FileNotFoundError, ImportError) as error:
+  except (GeoposeError, ValueError, FileNotFoundError, ImportError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   splits = {name: split.num_examples for name, split in builder.info.splits.items()}

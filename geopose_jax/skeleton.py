@@ -123,3 +123,100 @@ def canonical_action(raw: str) -> str:
     raise ValueError(f"unknown action {raw!r}; expected a Human3.6M action such as "
                      f"{vocab.H36M_ACTIONS} (with optional sub-action number)")
   return _ACTION_KEYS[key]
+
+
+def _checked_layout(names, parents, left, right) -> None:
+  """Import-time guard: a layout's tables agree in length and name left/right joints."""
+  assert len(names) == len(parents) and len(left) == len(right)
+  assert all(names[l].startswith(("l", "L")) and names[r].startswith(("r", "R"))
+             for l, r in zip(left, right)), names
+
+
+# --- MPI-INF-3DHP, the 17-joint test layout ---------------------------------------------------
+# The order of the test set's annot_data.mat ("relevant" joints of the official
+# mpii_get_joints.m), 0-based. Root: the pelvis (14), as the official evaluation centres on it.
+MPI3DHP_JOINT_NAMES = (
+    "head_top", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
+    "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
+    "left_knee", "left_ankle", "pelvis", "spine", "head")
+MPI3DHP_NUM_JOINTS = 17
+MPI3DHP_ROOT = 14
+MPI3DHP_PARENTS = (1, 15, 1, 2, 3, 1, 5, 6, 14, 8, 9, 14, 11, 12, -1, 14, 1)
+MPI3DHP_LEFT = (5, 6, 7, 11, 12, 13)
+MPI3DHP_RIGHT = (2, 3, 4, 8, 9, 10)
+MPI3DHP_FLIP_PERMUTATION = _flip_permutation(MPI3DHP_NUM_JOINTS, MPI3DHP_LEFT, MPI3DHP_RIGHT)
+# h36m_pose[j] = mpi3dhp_pose[MPI3DHP_TO_H36M[j]]: every H36M-17 joint has a 3DHP counterpart
+# (pelvis -> Hip, spine -> Spine, neck -> Thorax, head -> Neck/Nose, head_top -> Head), so the
+# map is a permutation and H36M_TO_MPI3DHP is its inverse.
+MPI3DHP_TO_H36M = (14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4)
+H36M_TO_MPI3DHP = tuple(MPI3DHP_TO_H36M.index(i) for i in range(MPI3DHP_NUM_JOINTS))
+# The 28 joints of the training set's annot.mat ("all" joints of mpii_get_joints.m).
+MPI3DHP_TRAIN_JOINT_NAMES = (
+    "spine3", "spine4", "spine2", "spine", "pelvis", "neck", "head", "head_top",
+    "left_clavicle", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+    "right_clavicle", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+    "left_hip", "left_knee", "left_ankle", "left_foot", "left_toe", "right_hip",
+    "right_knee", "right_ankle", "right_foot", "right_toe")
+MPI3DHP_TRAIN_NUM_JOINTS = 28
+# test_layout_pose[j] = train_pose[MPI3DHP_28_TO_17[j]] (by name).
+MPI3DHP_28_TO_17 = tuple(MPI3DHP_TRAIN_JOINT_NAMES.index(n) for n in MPI3DHP_JOINT_NAMES)
+_checked_layout(MPI3DHP_JOINT_NAMES, MPI3DHP_PARENTS, MPI3DHP_LEFT, MPI3DHP_RIGHT)
+
+# --- HumanEva-I, 15 joints (VideoPose3D's `humaneva15` layout) ---------------------------------
+HUMANEVA_JOINT_NAMES = (
+    "pelvis", "thorax", "lshoulder", "lelbow", "lwrist", "rshoulder", "relbow", "rwrist",
+    "lhip", "lknee", "lankle", "rhip", "rknee", "rankle", "head")
+HUMANEVA_NUM_JOINTS = 15
+HUMANEVA_ROOT = 0
+HUMANEVA_PARENTS = (-1, 0, 1, 2, 3, 1, 5, 6, 0, 8, 9, 0, 11, 12, 1)
+HUMANEVA_LEFT = (2, 3, 4, 8, 9, 10)
+HUMANEVA_RIGHT = (5, 6, 7, 11, 12, 13)
+HUMANEVA_FLIP_PERMUTATION = _flip_permutation(HUMANEVA_NUM_JOINTS, HUMANEVA_LEFT, HUMANEVA_RIGHT)
+# humaneva_pose[j] = h36m_pose[H36M_TO_HUMANEVA[j]]: the 15 HumanEva joints taken from H36M-17
+# (HumanEva's head is H36M's head top; H36M's Spine (7) and Neck/Nose (9) are left out).
+H36M_TO_HUMANEVA = (0, 8, 11, 12, 13, 14, 15, 16, 4, 5, 6, 1, 2, 3, 10)
+# The other way only 15 of 17 joints exist; `humaneva_to_h36m` fills the two missing ones.
+HUMANEVA_MISSING_IN_H36M = (7, 9)
+_checked_layout(HUMANEVA_JOINT_NAMES, HUMANEVA_PARENTS, HUMANEVA_LEFT, HUMANEVA_RIGHT)
+
+
+def mpi3dhp_to_h36m(pose):
+  """(..., 17, D) in the 3DHP test order -> (..., 17, D) in H36M-17 order."""
+  return _take_joints(pose, MPI3DHP_TO_H36M, MPI3DHP_NUM_JOINTS, "MPI-INF-3DHP")
+
+
+def h36m_to_mpi3dhp(pose):
+  """(..., 17, D) in H36M-17 order -> (..., 17, D) in the 3DHP test order."""
+  return _take_joints(pose, H36M_TO_MPI3DHP, H36M_NUM_JOINTS, "Human3.6M")
+
+
+def h36m_to_humaneva(pose):
+  """(..., 17, D) H36M-17 -> (..., 15, D) HumanEva-15 (drops Spine and Neck/Nose)."""
+  return _take_joints(pose, H36M_TO_HUMANEVA, H36M_NUM_JOINTS, "Human3.6M")
+
+
+def humaneva_to_h36m(pose):
+  """(..., 15, D) HumanEva-15 -> (..., 17, D) H36M-17.
+
+  H36M's Spine is placed halfway between pelvis and thorax, its Neck/Nose halfway between
+  thorax and head: joints HumanEva does not have, filled so that H36M-trained models get a
+  complete input. Compare on the 15 real joints (`h36m_to_humaneva` of a prediction).
+  """
+  xp = namespace(pose)
+  pose = xp.asarray(pose)
+  if pose.shape[-2] != HUMANEVA_NUM_JOINTS:
+    raise ValueError(f"pose has {pose.shape[-2]} joints (shape {pose.shape}); expected the "
+                     f"{HUMANEVA_NUM_JOINTS} of HumanEva")
+  taken = {h: pose[..., e, :] for e, h in enumerate(H36M_TO_HUMANEVA)}
+  taken[7] = 0.5 * (pose[..., 0, :] + pose[..., 1, :])
+  taken[9] = 0.5 * (pose[..., 1, :] + pose[..., 14, :])
+  return xp.stack([taken[j] for j in range(H36M_NUM_JOINTS)], axis=-2)
+
+
+def _take_joints(pose, indices, expected: int, layout: str):
+  xp = namespace(pose)
+  pose = xp.asarray(pose)
+  if pose.ndim < 2 or pose.shape[-2] != expected:
+    raise ValueError(f"pose has shape {pose.shape}; expected (..., {expected}, D) in the "
+                     f"{layout} layout")
+  return pose[..., list(indices), :]

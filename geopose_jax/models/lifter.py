@@ -115,16 +115,21 @@ class Lifter(nn.Module):
     num_blocks: residual blocks (4).
     dropout: dropout rate (0.5).
     depth_offset: c (10).
+    num_joints: J, 17 (Human3.6M, MPI-INF-3DHP mapped) or 15 (HumanEva-I).
   """
   features: int = 1024
   num_blocks: int = 4
   dropout: float = 0.5
   depth_offset: float = 10.0
+  num_joints: int = NUM_JOINTS
 
   @nn.compact
   def __call__(self, pose_2d: jax.Array, train: bool = False) -> jax.Array:
     """(B, J, 2) normalised 2D pose -> (B, J, 3) lifted pose in lifter units."""
-    num_joints = pose_2d.shape[-2]
+    num_joints = self.num_joints
+    if pose_2d.shape[-2:] != (num_joints, 2):
+      raise ValueError(f"Lifter(num_joints={num_joints}) expects 2D poses (B, {num_joints}, 2), "
+                       f"got shape {pose_2d.shape}")
     y = pose_2d.reshape(pose_2d.shape[:-2] + (2 * num_joints,))
     y = nn.Dense(self.features, kernel_init=dense_init)(y)
     y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(y)

@@ -13,6 +13,12 @@ Human3.6M-17 order.
 Groups are named by the Human3.6M joints they hold (the original's LArm/RArm/LLeg/RLeg hold
 the right arm 14-16, left arm 11-13, right leg 1-3 and left leg 4-6, in that order);
 `JOINT_GROUPS` keeps the original's order, which fixes the Feature Fusion Module's input order.
+
+HumanEva-I's 15 joints (`num_joints=15`, skeleton.HUMANEVA_JOINT_NAMES) use
+`HUMANEVA_JOINT_GROUPS`: the same five parts in the same order. The original's public code
+(paTRICK-swk/Pose3D-RIE, common/model.py) hard-codes the Human3.6M-17 slices only, so the
+15-joint grouping follows its rule: the torso holds the root and the joints on the spine
+and head (pelvis, thorax, head), each limb its three joints from shoulder or hip outward.
 """
 
 from __future__ import annotations
@@ -37,12 +43,32 @@ JOINT_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("right_leg", (1, 2, 3)),
     ("left_leg", (4, 5, 6)),
 )
+# The same parts for HumanEva-15: pelvis, thorax, head; right / left arm; right / left leg.
+HUMANEVA_JOINT_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("torso", (0, 1, 14)),
+    ("right_arm", (5, 6, 7)),
+    ("left_arm", (2, 3, 4)),
+    ("right_leg", (11, 12, 13)),
+    ("left_leg", (8, 9, 10)),
+)
+JOINT_GROUPS_BY_COUNT = {17: JOINT_GROUPS, 15: HUMANEVA_JOINT_GROUPS}
 GROUP_NAMES = tuple(name for name, _ in JOINT_GROUPS)
 # Parameter subtrees trained in stage 1 and frozen in stage 2.
 ENCODER_MODULES = tuple(f"local_encoder_{name}" for name in GROUP_NAMES) + ("global_encoder",)
 NUM_JOINTS = 17
-_CONCAT_ORDER = np.concatenate([joints for _, joints in JOINT_GROUPS])
-_TO_H36M = np.argsort(_CONCAT_ORDER)
+
+
+def joint_groups(num_joints: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+  """The five body parts of a 17-joint (Human3.6M) or 15-joint (HumanEva) skeleton."""
+  if num_joints not in JOINT_GROUPS_BY_COUNT:
+    raise ValueError(f"RIE has body-part groups for {sorted(JOINT_GROUPS_BY_COUNT)} joints, "
+                     f"not {num_joints}")
+  return JOINT_GROUPS_BY_COUNT[num_joints]
+
+
+def _from_group_order(groups) -> np.ndarray:
+  """Indices that put the concatenated group outputs back in skeleton order."""
+  return np.argsort(np.concatenate([joints for _, joints in groups]))
 
 
 class FCBlock(nn.Module):
@@ -80,12 +106,12 @@ def relative_encodings(windows: jax.Array, target: int) -> tuple[jax.Array, jax.
   return windows - windows[:, :, :1], windows - windows[:, target:target + 1]
 
 
-def group_inputs(windows: jax.Array, target: int) -> list[jax.Array]:
-  """(N, T, 17, 2) -> per group (N, T, 6 n): [raw, positional, temporal] of its n joints."""
+def group_inputs(windows: jax.Array, target: int, groups=JOINT_GROUPS) -> list[jax.Array]:
+  """(N, T, J, 2) -> per group (N, T, 6 n): [raw, positional, temporal] of its n joints."""
   positional, temporal = relative_encodings(windows, target)
   n, t = windows.shape[:2]
   out = []
-  for _, joints in JOINT_GROUPS:
+  for _, joints in groups:
     idx = np.asarray(joints)
     parts = [reshape_keep_batch(a[:, :, idx], (n, t, 2 * len(joints)))
              for a in (windows, positional, temporal)]
@@ -94,7 +120,7 @@ def group_inputs(windows: jax.Array, target: int) -> list[jax.Array]:
 
 
 class RIE(nn.Module):
-  """(B, T, 17, 2) normalised 2D -> (B, T / field, 17, 3) root-relative camera-frame 3D (m).
+  """(B, T, J, 2) normalised 2D -> (B, T / field, J, 3) root-relative camera-frame 3D (m).
 
   An input of n * field frames is read as n non-overlapping windows, each predicting its own
   target frame; training and evaluation feed exactly one window (T = field).
@@ -105,6 +131,7 @@ class RIE(nn.Module):
     channels: width of the temporal convolutions (256).
     frozen_encoders: run the local and global encoders in inference mode (running BatchNorm
       statistics, no dropout) even when training; stage 2's `freeze_batch_stats` option.
+    num_joints: J, 17 (Human3.6M) or 15 (HumanEva-I); selects the body-part groups.
   """
   filter_widths: Sequence[int] = (3, 3, 3, 3, 3)
   channels: int = 256
@@ -115,6 +142,7 @@ class RIE(nn.Module):
   fc_hidden: int = 1024
   fc_dropout: float = 0.25
   frozen_encoders: bool = False
+  num_joints: int = NUM_JOINTS
 
   @nn.compact
   def __call__(self, pose_2d: jax.Array, train: bool = False,
@@ -123,25 +151,27 @@ class RIE(nn.Module):
       raise ValueError(f"RIE stage must be 1, 2 or 3, got {self.stage}")
     widths = check_filter_widths(self.filter_widths)
     field = math.prod(widths)
-    if pose_2d.ndim != 4 or pose_2d.shape[2:] != (NUM_JOINTS, 2) or pose_2d.shape[1] % field:
-      raise ValueError(f"expected 2D poses (B, T, 17, 2) with T a multiple of the receptive field "
-                       f"{field}, got shape {pose_2d.shape}")
+    groups = joint_groups(self.num_joints)
+    num_joints = self.num_joints
+    if pose_2d.ndim != 4 or pose_2d.shape[2:] != (num_joints, 2) or pose_2d.shape[1] % field:
+      raise ValueError(f"expected 2D poses (B, T, {num_joints}, 2) with T a multiple of the "
+                       f"receptive field {field}, got shape {pose_2d.shape}")
     batch, num_windows = pose_2d.shape[0], pose_2d.shape[1] // field
-    windows = reshape_keep_batch(pose_2d, (batch * num_windows, field, NUM_JOINTS, 2))
+    windows = reshape_keep_batch(pose_2d, (batch * num_windows, field, num_joints, 2))
     target = target_index(widths, self.causal)
     encoders_train = train and not self.frozen_encoders
 
-    current = reshape_keep_batch(windows[:, target], (windows.shape[0], 2 * NUM_JOINTS))
+    current = reshape_keep_batch(windows[:, target], (windows.shape[0], 2 * num_joints))
     global_features = FCBlock(self.latent_dim, self.fc_hidden, 2, self.fc_dropout,
                               name="global_encoder")(current, encoders_train)
     local = []
-    for (name, _), x in zip(JOINT_GROUPS, group_inputs(windows, target)):
+    for (name, _), x in zip(groups, group_inputs(windows, target, groups)):
       encoder = TemporalEncoder(widths, self.channels, self.latent_dim, self.dropout, self.causal,
                                 leaky_relu, name=f"local_encoder_{name}")
       local.append(encoder(x, encoders_train, bn_momentum)[:, 0])
 
     outputs = []
-    for i, (name, joints) in enumerate(JOINT_GROUPS):
+    for i, (name, joints) in enumerate(groups):
       features = [local[i]]
       if self.stage > 1:
         others = jnp.concatenate(local[:i] + local[i + 1:], axis=-1)
@@ -151,5 +181,5 @@ class RIE(nn.Module):
       decoded = FCBlock(len(joints) * 3, self.fc_hidden, 1, self.fc_dropout,
                         name=f"decoder_{name}")(jnp.concatenate(features, axis=-1), train)
       outputs.append(reshape_keep_batch(decoded, (decoded.shape[0], len(joints), 3)))
-    pose_3d = jnp.concatenate(outputs, axis=1)[:, _TO_H36M]
-    return reshape_keep_batch(pose_3d, (batch, num_windows, NUM_JOINTS, 3))
+    pose_3d = jnp.concatenate(outputs, axis=1)[:, _from_group_order(groups)]
+    return reshape_keep_batch(pose_3d, (batch, num_windows, num_joints, 3))

@@ -1,0 +1,1 @@
+"""Dataset evaluation protocols as their official code computes them (numpy, host side)."""
