@@ -4,6 +4,8 @@ r"""Runs one geopose_jax task: train (resuming when the workdir has a checkpoint
     python launch.py --config=configs/nvs.py:demo                 # minutes on a laptop CPU
     python launch.py --config=configs/nvs.py --config.train.batch_size=64 --workdir=runs/mine
     python launch.py --config=configs/nvs.py --workdir=runs/mine --mode=eval
+    python launch.py --config=configs/lifter.py:demo --workdir=runs/lifter_demo --mode=predict \
+        --config.predict.input=examples/synthetic_S9_coco17.json --config.predict.output=out
 
 On several hosts (TPU pod, multi-node GPU) start the same command on every host;
 `jax.distributed.initialize()` is called when a multi-host environment is detected, or
@@ -25,8 +27,9 @@ config_flags.DEFINE_config_file(
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Output folder (default runs/<task>/<timestamp>); "
                     "an existing one is resumed.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or only evaluate "
-                  "the newest checkpoint of --workdir.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"], "Train (and evaluate), only "
+                  "evaluate the newest checkpoint of --workdir, or predict 3D from the 2D "
+                  "keypoints of --config.predict.input into --config.predict.output.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() even when no "
                   "multi-host environment is detected.")
 flags.mark_flags_as_required(["config"])

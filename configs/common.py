@@ -50,6 +50,23 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   return config
 
 
+def keypoint_predict_config() -> ml_collections.ConfigDict:
+  """The `predict` keys of a task that lifts 2D keypoints (`--mode=predict`, see
+  geopose_jax/train/prediction.py and docs/KEYPOINT_FORMATS.md)."""
+  return ml_collections.ConfigDict(dict(
+      input="",              # keypoint file or OpenPose folder
+      output="",             # folder to create (must not exist, or be empty)
+      format="",             # '' detects it; else videopose3d|coco|halpe|openpose|mediapipe|array
+      layout="",             # '' from the format; e.g. 'coco17' for a plain array file
+      track_id=-1,           # person to follow; -1: the largest box in each frame
+      width=0, height=0,     # image size in pixels for files without it (0: from the file)
+      min_confidence=0.3,    # joints below it are interpolated over time
+      fps=50.0,              # frame rate of the BVH, MP4 and GIF
+      video=True,            # write render.mp4
+      gif=True,              # write render.gif
+  ))
+
+
 def optim_config(lr: float, *, b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0,
                  amsgrad: bool = False, lr_decay: float = 1.0,
                  frozen: tuple[str, ...] = ()) -> ml_collections.ConfigDict:

@@ -83,6 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.body_scale_mm = 437.0
   config.viz.num_examples = 4
   config.viz.gif_frames = 24                   # frames of the turning-skeleton GIF
+  config.predict = common.keypoint_predict_config()   # --mode=predict
 
   if variant.demo:
     config.model.features = 256

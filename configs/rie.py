@@ -75,6 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.viz.downsample = 2
   config.viz.max_frames = 60
   config.viz.fps = 12.5
+  config.predict = common.keypoint_predict_config()   # --mode=predict
 
   if variant.cpn:
     config.model.latent_dim = 512

@@ -19,19 +19,22 @@ def write_sequence(folder: str | os.PathLike, name: str, frames: np.ndarray,
                    poses_3d_mm: np.ndarray, confidence: np.ndarray, pose_2d_px: np.ndarray,
                    image_size: tuple[int, int], fps: float = 50.0,
                    extras: dict | None = None, images: Iterable[np.ndarray] | None = None,
-                   video: bool = True, gif: bool = True, show_progress: bool = True) -> str:
+                   video: bool = True, gif: bool = True, show_progress: bool = True,
+                   metadata: dict | None = None) -> str:
   """Writes folder/<name>/{poses_3d.npz, poses_3d.json, motion.bvh, render.mp4, render.gif}.
 
   Args:
     poses_3d_mm: (N, 17, 3) camera-frame mm; confidence (N, 17); pose_2d_px (N, 17, 2).
     image_size: (width, height) of the input frames.
     images: optional N input frames (H, W, 3) uint8 shown under the 2D skeleton.
+    metadata: facts about the poses for poses_3d.json / .npz (see export/poses.py).
   Returns:
     the sequence's folder.
   """
   out = os.path.join(os.fspath(folder), name.replace(os.sep, "_"))
   os.makedirs(out, exist_ok=True)
-  poses.write_poses(out, frames, poses_3d_mm, confidence, extras, name=name)
+  poses.write_poses(out, frames, poses_3d_mm, confidence, extras, name=name,
+                    metadata=metadata)
   bvh_writer.write_bvh(os.path.join(out, "motion.bvh"), poses_3d_mm, fps, show_progress)
   if video or gif:
     frames_iter = render.render_frames(poses_3d_mm, pose_2d_px, image_size, images)

@@ -2,7 +2,9 @@
 
 Both hold: `joint_names` (H36M-17), `frames` (N,) int, `poses_3d_mm` (N, 17, 3) camera-frame
 millimetres (x right, y down, z forward), `confidence` (N, 17) of the 2D input, and any
-extra arrays given (e.g. SMPL `theta` (N, 72), `beta` (N, 10), `vertices` (N, 6890, 3)).
+extra arrays given (e.g. SMPL `theta` (N, 72), `beta` (N, 10), `vertices` (N, 6890, 3)),
+and `metadata`: what produced the poses and how to read them (where the root is, how a
+scale-free pose was sized), a JSON object (in the npz as a JSON string).
 The JSON holds the same as nested lists (vertices are left out of the JSON: too large).
 """
 
@@ -21,7 +23,7 @@ _JSON_SKIP = ("vertices",)
 
 def write_poses(folder: str | os.PathLike, frames: np.ndarray, poses_3d_mm: np.ndarray,
                 confidence: np.ndarray, extras: dict[str, np.ndarray] | None = None,
-                name: str = "") -> tuple[str, str]:
+                name: str = "", metadata: dict | None = None) -> tuple[str, str]:
   """Writes folder/poses_3d.npz and folder/poses_3d.json; returns their paths.
 
   Args:
@@ -30,6 +32,7 @@ def write_poses(folder: str | os.PathLike, frames: np.ndarray, poses_3d_mm: np.n
     confidence: (N, 17).
     extras: more (N, ...) arrays, stored under their names.
     name: the sequence name, stored as `sequence`.
+    metadata: JSON-serialisable facts about the poses, stored as `metadata`.
   """
   frames = np.asarray(frames, np.int64)
   poses = np.asarray(poses_3d_mm, np.float32)
@@ -41,17 +44,19 @@ def write_poses(folder: str | os.PathLike, frames: np.ndarray, poses_3d_mm: np.n
   arrays = {"frames": frames, "poses_3d_mm": poses, "confidence": confidence}
   for key, value in (extras or {}).items():
     value = np.asarray(value)
-    if key in arrays or len(value) != n:
+    if key in arrays or key in ("joint_names", "sequence", "metadata") or len(value) != n:
       raise InputError(f"poses export: extra array {key!r} of shape {value.shape} clashes "
                        f"with a standard name or has not {n} frames")
     arrays[key] = value
   folder = os.fspath(folder)
   npz_path = os.path.join(folder, "poses_3d.npz")
   json_path = os.path.join(folder, "poses_3d.json")
+  metadata = dict(metadata or {})
   np.savez_compressed(npz_path, joint_names=np.asarray(skeleton.H36M_JOINT_NAMES),
-                      sequence=np.asarray(name), **arrays)
+                      sequence=np.asarray(name), metadata=np.asarray(json.dumps(metadata)),
+                      **arrays)
   doc = {"sequence": name, "joint_names": list(skeleton.H36M_JOINT_NAMES),
-         "units": "mm", "frame": "camera (x right, y down, z forward)"}
+         "units": "mm", "frame": "camera (x right, y down, z forward)", "metadata": metadata}
   for key, value in arrays.items():
     if key not in _JSON_SKIP:
       doc[key] = np.round(value, 3).tolist() if value.dtype.kind == "f" else value.tolist()

@@ -56,6 +56,7 @@ import numpy as np
 
 from geopose_jax import adversarial
 from geopose_jax import evaluation
+from geopose_jax import keypoints
 from geopose_jax.data import poses as poses_data
 from geopose_jax.geometry import virtual_camera
 from geopose_jax.geometry.virtual_camera import rotate_about, rotation_pivot
@@ -63,6 +64,7 @@ from geopose_jax.models import discriminators
 from geopose_jax.models import lifter as lifter_lib
 from geopose_jax.train import init_from as init_from_lib
 from geopose_jax.train import optim
+from geopose_jax.train import prediction
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 from geopose_jax.viz import lifter as lifter_viz
@@ -402,6 +404,41 @@ def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict
       progress=bool(config.train.progress_bar), desc=f"eval {split}")
 
 
+# --------------------------------------------------------------------------- prediction
+def predict_metadata(config: ml_collections.ConfigDict, adapted: bool = False) -> dict:
+  """What poses_3d.json says about the lifter's poses."""
+  return {
+      "model": "domain adapter, then the self-supervised lifter" if adapted else (
+          "lifter trained from 3D labels" if config.supervised else
+          "self-supervised lifter (Chen et al. 2019)"),
+      "root": "root-relative: the pelvis (joint 0) is at the origin of the camera frame in "
+              "every frame; the lifter does not estimate where the person is",
+      "scale": f"unobservable from 2D: each frame is scaled so that its mean joint-to-pelvis "
+               f"distance is eval.body_scale_mm = {float(config.eval.body_scale_mm):g} mm",
+  }
+
+
+def predict_keypoints(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
+                      state, sequence, adapt: Callable[[jax.Array], jax.Array] | None = None
+                      ) -> dict[str, np.ndarray]:
+  """A user's keypoint sequence -> {'pose_3d_mm': (N, 17, 3)}, lifted frame by frame in
+  batches of `eval.batch_size`, in mm as the evaluation measures it (`in_millimetres`)."""
+  pose_2d = keypoints.normalized_pose_2d(sequence)
+  scale = float(config.eval.body_scale_mm)
+
+  def lift(batch):
+    x = jnp.asarray(batch)
+    x = adapt(x) if adapt is not None else x
+    return np.asarray(in_millimetres(predict_jit(state["lifter"], x), scale))
+
+  poses = prediction.predict_in_chunks(
+      lift, len(pose_2d), lambda frames: pose_2d[frames],
+      batch_size=int(config.eval.batch_size), num_devices=1,
+      progress=bool(config.train.progress_bar) and runtime.process_index == 0,
+      desc=f"lift {sequence.name}")
+  return {"pose_3d_mm": poses}
+
+
 # --------------------------------------------------------------------------- the task
 def check_config(config: ml_collections.ConfigDict) -> None:
   if config.loss.gan not in adversarial.GAN_KINDS:
@@ -466,4 +503,6 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
               train_data=lambda: train_loader(config, runtime), evaluate=evaluate,
               eval_splits=("test",), visualize=visualize,
-              init_from=start_from if source is not None else None)
+              init_from=start_from if source is not None else None,
+              predict=functools.partial(predict_keypoints, config, runtime, predict_jit),
+              predict_metadata=predict_metadata(config))

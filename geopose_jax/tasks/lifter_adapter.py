@@ -215,6 +215,12 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   step = functools.partial(adapter_train_step, models=make_models(config),
                            depth_offset=config.model.depth_offset, gan=config.loss.gan,
                            gp=float(config.loss.gp), identity=float(config.adapter.identity))
+  def predict(state, sequence):
+    return lifter.predict_keypoints(config, runtime, predict_jit, state, sequence,
+                                    adapt=lambda x: adapt_jit(state["adapter"], x))
+
   return Task(init=functools.partial(init_state, config), train_step=step,
               train_data=make_data, evaluate=evaluate, eval_splits=("test",),
-              init_from=start_from)
+              init_from=start_from, predict=predict,
+              predict_metadata=lifter.predict_metadata(config, adapted=True),
+              predict_from_init_from=False)   # init_from gives the lifter, not the adapter

@@ -51,6 +51,7 @@ import ml_collections
 import numpy as np
 
 from geopose_jax import evaluation
+from geopose_jax import keypoints
 from geopose_jax import skeleton
 from geopose_jax.convert import rie as convert_lib
 from geopose_jax.data import poses as poses_data
@@ -60,6 +61,7 @@ from geopose_jax.models import rie as rie_lib
 from geopose_jax.models import tcn as tcn_lib
 from geopose_jax.train import init_from as init_from_lib
 from geopose_jax.train import optim
+from geopose_jax.train import prediction
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 
@@ -311,6 +313,35 @@ def make_predict_windows(model, runtime: Runtime, test_time_flip: bool):
   return run
 
 
+# --------------------------------------------------------------------------- prediction
+def predict_metadata(config: ml_collections.ConfigDict) -> dict:
+  """What poses_3d.json says about RIE's (or the TCN's) poses."""
+  field = math.prod(filter_widths(config))
+  model = (f"RIE stage {config.stage}" if config.model.name == "rie"
+           else "VideoPose3D temporal convolutions")
+  return {
+      "model": f"{model}, receptive field {field} frames"
+               f"{' (causal)' if config.model.causal else ''}, edge-padded windows"
+               f"{', test-time flip average' if config.eval.test_time_flip else ''}",
+      "root": "root-relative: trained on camera-frame poses minus the pelvis, its output is "
+              "used as it is (the pelvis, joint 0, near the origin; not re-centred, as in "
+              "the evaluation); the model does not estimate where the person is",
+      "scale": "metric, as trained (metres, written in mm)",
+  }
+
+
+def predict_keypoints(sequence, *, predict_windows, make_windows, runtime: Runtime,
+                      batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+  """A user's keypoint sequence -> {'pose_3d_mm': (N, 17, 3)}: one window per frame, made
+  `batch_size` at a time (memory does not grow with the sequence beyond its arrays)."""
+  pose_2d = keypoints.normalized_pose_2d(sequence)
+  poses = prediction.predict_in_chunks(
+      predict_windows, len(pose_2d), lambda frames: make_windows(pose_2d, frames),
+      batch_size=batch_size, num_devices=runtime.mesh.devices.size,
+      progress=progress and runtime.process_index == 0, desc=f"lift {sequence.name}")
+  return {"pose_3d_mm": 1000.0 * poses}
+
+
 # --------------------------------------------------------------------------- the task
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   source = resolve_source(config)
@@ -386,9 +417,17 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         seq.pose_2d[frames[0]], predicted[0], seq.pose_3d[frames[0]], radius,
         title=titles[0], view_2d=rie_viz.sequence_view_2d(seq.pose_2d[frames]))}
 
+  def predict(state, sequence):
+    variables = variables_of(state)
+    return predict_keypoints(
+        sequence, predict_windows=lambda windows: predict_windows(variables, windows),
+        make_windows=make_windows, runtime=runtime, batch_size=int(config.eval.batch_size),
+        progress=bool(config.train.progress_bar))
+
   return Task(
       init=make_init(config, epoch_length), train_step=make_train_step(config, epoch_length),
       train_data=train_data, evaluate=evaluate, eval_splits=tuple(config.eval.splits),
       visualize=visualize,
       init_from=(functools.partial(start_from, source=source, config=config)
-                 if source is not None else None))
+                 if source is not None else None),
+      predict=predict, predict_metadata=predict_metadata(config))

@@ -69,10 +69,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         mode: str = "train") -> dict:
   """Trains (resuming if `workdir` has a checkpoint) or evaluates the newest checkpoint.
 
-  Returns the last evaluation results per split ({split: results}).
+  Returns the last evaluation results per split ({split: results}); for 'predict'
+  (train/prediction.py) the folder written per sequence ({sequence: folder}).
   """
-  if mode not in ("train", "eval"):
-    raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+  if mode not in ("train", "eval", "predict"):
+    raise ValueError(f"mode must be 'train', 'eval' or 'predict', got {mode!r}")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   runtime = mesh_lib.make_runtime(workdir)
@@ -82,6 +83,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   if mode == "train":
     return train_and_evaluate(config, task, runtime)
+  if mode == "predict":
+    from geopose_jax.train import prediction  # pylint: disable=g-import-not-at-top
+    return prediction.predict(config, task, runtime)
   return evaluate_checkpoint(config, task, runtime)
 
 

@@ -101,6 +101,15 @@ class Task:
       has no checkpoint yet (outside jit): puts in what the run starts from outside itself
       (`config.init_from`'s weights, see train/init_from.py; statistics of the training
       labels). None when there is nothing to put in.
+    predict: (state, KeypointSequence) -> {'pose_3d_mm': (N, 17, 3) camera-frame mm, and
+      any other (N, ...) per-frame arrays to export}, for `--mode=predict`
+      (train/prediction.py); every process calls it. None if the task cannot predict from
+      2D keypoints.
+    predict_metadata: what a reader of the predicted files must know (units, where the
+      root is, how a scale-free pose was given a size); written into each poses_3d.json.
+    predict_from_init_from: whether `init` + `init_from` alone (no checkpoint in the
+      workdir) give a usable model: False when init_from fills only part of it (the
+      adapter's lifter).
   """
   init: Callable[[jax.Array], PyTree]
   train_step: Callable[[PyTree, PyTree, jax.Array], tuple[PyTree, Metrics]]
@@ -109,3 +118,6 @@ class Task:
   eval_splits: tuple[str, ...] = ("test",)
   visualize: Callable[[PyTree, pathlib.Path, int], Mapping[str, np.ndarray]] | None = None
   init_from: Callable[[PyTree], PyTree] | None = None
+  predict: Callable[[PyTree, Any], Mapping[str, np.ndarray]] | None = None
+  predict_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  predict_from_init_from: bool = True
