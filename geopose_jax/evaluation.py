@@ -153,10 +153,12 @@ class SequenceInfo:
   @classmethod
   def from_names(cls, names: Sequence[Sequence[str]]) -> "SequenceInfo":
     """From (subject, action, sequence[, camera]) per sequence, as the pose tables and the
-    multi-view index list them: label 'subject sequence [camera]', grouped by action."""
+    multi-view index list them: label 'subject sequence [camera]', grouped by action (the
+    builders give a free sequence name, 'Dance', itself as its action; a sequence with no
+    action is its own row)."""
     labels = tuple(" ".join(str(part) for i, part in enumerate(name) if i != 1)
                    for name in names)
-    return cls(labels=labels, actions=tuple(str(name[1]) for name in names))
+    return cls(labels=labels, actions=tuple(str(name[1]) or str(name[2]) for name in names))
 
 
 def summarize(errors: Mapping[str, np.ndarray], sequence: np.ndarray, info: SequenceInfo,

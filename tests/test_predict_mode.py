@@ -301,3 +301,27 @@ def test_predict_from_init_from_without_a_checkpoint(lifter_run, tmp_path):
     np.testing.assert_allclose(a["poses_3d_mm"], b["poses_3d_mm"], atol=1e-3)
     assert json.loads(str(a["metadata"]))["weights"] == str(workdir)
 
+
+
+def test_free_sequence_names_group_by_sequence_and_h36m_names_by_action():
+  # The h36m_poses builder gives a Human3.6M sequence its canonical action ("Walking 1" ->
+  # "Walking") and any other sequence its own name as the action ("Dance").
+  names = [("S9", "Walking", "Walking 1", "54138969"), ("S9", "Walking", "Walking 2", "54138969"),
+           ("S9", "Dance", "Dance", "54138969")]
+  info = evaluation.SequenceInfo.from_names(names)
+  rng = np.random.default_rng(0)
+  target = rng.normal(size=(9, 17, 3)) * 100
+  pred = target + rng.normal(size=(9, 17, 3)) * np.arange(1, 10)[:, None, None]
+  sequence = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
+  table = evaluation.summarize(evaluation.frame_errors(pred, target), sequence, info)
+  per_frame = np.linalg.norm((pred - pred[:, :1]) - (target - target[:, :1]), axis=-1).mean(-1)
+  assert list(table["per_action"]) == ["Walking", "Dance"]    # Human3.6M order, then others
+  assert table["per_action"]["Walking"]["num_frames"] == 5
+  assert table["per_action"]["Dance"]["mpjpe"] == pytest.approx(per_frame[5:].mean(), abs=0.05)
+  assert table["mpjpe"] == pytest.approx((per_frame[:5].mean() + per_frame[5:].mean()) / 2,
+                                         abs=0.05)
+  assert set(table["per_sequence"]) == {"S9 Walking 1 54138969", "S9 Walking 2 54138969",
+                                        "S9 Dance 54138969"}
+  # A table whose action is empty (a source without actions) groups by the sequence name.
+  info = evaluation.SequenceInfo.from_names([("S9", "", "Dance", "cam"), ("S9", "", "Jig", "c")])
+  assert info.actions == ("Dance", "Jig")
