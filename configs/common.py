@@ -39,6 +39,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.data.data_dir = default_data_dir()
   config.data.num_workers = 0           # Grain worker processes (0: decode in the main process)
   config.data.prefetch = 2              # batches each worker keeps ready
+  config.data.read_threads = 4          # threads decoding records ahead of batching, per process
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 64
