@@ -37,8 +37,16 @@ def scalars(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def as_markdown(results: Mapping[str, Any], title: str = "") -> str:
-  """A markdown table: one row per action (when present), then the overall row."""
+  """A markdown table: one row per action (when present), then the overall row, then how
+  the numbers were computed (the evaluator's `convention`)."""
   table = metrics.format_table(results)
+  convention = results.get("convention")
+  if isinstance(convention, Mapping):
+    notes = []
+    for key, value in convention.items():
+      for line in (value if isinstance(value, list) else [value]):
+        notes.append(f"- {key}: {line}")
+    table += "\n" + "\n".join(notes) + "\n"
   return f"### {title}\n\n{table}" if title else table
 
 
