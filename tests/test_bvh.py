@@ -106,7 +106,7 @@ _LAST_FRAME = "0 0 0 0 0 0 90 0 0 0 0 90 0 0 0"
     ("10 20 30", "10 inf 30", r"line 30: motion value inf in channel 1"),
     ("MOTION\nFrames: 3\nFrame Time: 0.5\n", "", r"no 'Frame Time:' line"),
     ("CHANNELS 3 Zrotation Yrotation Xrotation\n    JOINT Arm", "CHANNELS 3 Zrotation\n"
-     "    JOINT Arm", r"line \d+: expected 'OFFSET', found 'Yrotation'"),
+     "    JOINT Arm", r"line 10: 'JOINT' is not a channel \(joint 'Chest' declares 3"),
 ])
 def test_malformed_file_names_the_file_and_line(tmp_path, old, new, message):
   assert old in _TINY
