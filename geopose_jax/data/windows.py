@@ -63,7 +63,7 @@ def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int, causal:
     pose_3d[flip] = skeleton.flip_pose(pose_3d[flip])
   out = {"pose_2d": pose_2d.astype(np.float32), "pose_3d": pose_3d.astype(np.float32),
          "subject": table.subject[sequence], "action": table.action[sequence],
-         "camera": table.camera[sequence]}
+         "camera": table.camera[sequence], "sequence": sequence}
   if "valid" in batch:
     out["valid"] = batch["valid"]
   return out
@@ -86,7 +86,8 @@ def rie_windows(data_config: ml_collections.ConfigDict, *, split: str = "train",
     pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, target at T // 2
       (causal: T - 1);
     pose_3d (B, 17, 3) f32 the target frame's root-relative camera-frame pose in METRES;
-    subject, action, camera (B,) int32; + valid (B,) bool for a finite pass.
+    subject, action, camera, sequence (B,) int32 (codes into the table's subject_names /
+    action_names; sequence indexes its names); + valid (B,) bool for a finite pass.
   """
   receptive_field = int(data_config.get("receptive_field", DEFAULT_RECEPTIVE_FIELD))
   _check_receptive_field(receptive_field)

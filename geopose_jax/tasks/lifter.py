@@ -61,7 +61,7 @@ PyTree = Any
 LiftFn = Callable[[jax.Array], jax.Array]
 
 # What a training batch may carry. Anything else (a 3D key above all) stops the step.
-METADATA_KEYS = frozenset({"subject", "action", "camera", "valid"})
+METADATA_KEYS = frozenset({"subject", "action", "camera", "sequence", "valid"})
 UNSUPERVISED_KEYS = frozenset({"pose_2d", "pose_2d_next"})
 SUPERVISED_KEYS = frozenset({"pose_2d", "pose_3d_cam"})
 
@@ -531,7 +531,8 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
     errors["action"], errors["valid"] = joined["action"], joined["valid"]
     errors = {k: runtime.gather_local(v) for k, v in errors.items()}
     keep = errors.pop("valid").astype(bool)
-    actions = errors.pop("action")[keep]
+    actions = np.asarray(poses_data.load_poses(config.data, split).action_names)[
+        errors.pop("action")[keep]]
     baseline = errors.pop("constant_depth")[keep]
     return summarize({k: v[keep] for k, v in errors.items()}, actions, baseline)
 

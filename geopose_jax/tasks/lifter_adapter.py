@@ -186,6 +186,8 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       actions.append(batch["action"])
       valid.append(batch["valid"])
     keep = np.concatenate(valid).astype(bool)
+    names = np.asarray(poses_data.load_poses(source_data, split).action_names)
+    actions = [names[a] for a in actions]
     gt = np.concatenate(gt)[keep]
     errors = lifter.frame_errors(np.concatenate(adapted)[keep], gt)
     result = lifter.summarize(errors, np.concatenate(actions)[keep])
