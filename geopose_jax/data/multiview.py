@@ -311,8 +311,9 @@ def nvs_pairs(data_config: ml_collections.ConfigDict, *, split: str = "train",
     mask (B, H, W, 1) uint8 {0, 1}, R (B, 3, 3) f32 world->camera, K (B, 3, 3) f32 crop
     intrinsics, pose_3d_cam (B, 17, 3) f32 mm, subject (B,) int32, action (B,) int32
     (codes into the index's subject_names / action_names), sequence (B,) int32 (index
-    into `open_multiview(...)[1].sequences`), camera (B,) int32 view index, frame (B,) int32; + valid (B,) bool for a
-    finite pass (the 4 items of a padding group are all invalid).
+    into `open_multiview(...)[1].sequences`), camera (B,) int32 view index, frame (B,)
+    int32; + valid (B,) bool for a finite pass (the 4 items of a padding group are all
+    invalid).
   """
   local = batching.local_batch_size(global_batch_size, process_count, GROUP_SIZE)
   reader, index = open_multiview(data_config, split)
