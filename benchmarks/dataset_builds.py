@@ -10,6 +10,13 @@ frames per split, the bytes written, and the machine's load before and after (th
 may be shared: the load says how much else ran). Targets: synthetic_multiview default
 <= 5 min on 2 cores; h36m_poses synthetic >= 500k training frames (4 cameras) in <= 2 min.
 JSON goes to stdout and to --out.
+
+    python benchmarks/dataset_builds.py --dataset=synthetic_multiview --sample=60
+
+instead renders 60 of the config's planned frames (spread over the plan) in this process
+and reports the CPU seconds per record and the build time they project for 2 cores
+(records x CPU s / 2, plus the measured planning time): a figure that other jobs on a
+shared machine disturb much less than the wall time of a build.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import platform
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
@@ -61,6 +70,32 @@ def measure(dataset: str, data_dir: str, workers: int | None) -> dict:
           "load_average_after": [round(v, 2) for v in os.getloadavg()]}
 
 
+def sample_render(dataset: str, count: int) -> dict:
+  """CPU seconds per rendered record of a synthetic_multiview config, from `count` frames."""
+  from data_prep.synthetic_multiview import features as features_lib  # noqa: E402
+  from data_prep.synthetic_multiview import records  # noqa: E402
+  from data_prep.synthetic_multiview import synthetic_multiview_dataset_builder as lib  # noqa
+  name = dataset.partition("/")[2] or lib.Builder.DEFAULT_CONFIG_NAME
+  config = {c.name: c for c in lib.Builder.BUILDER_CONFIGS}[name]
+  cpu_start = time.process_time()
+  frames = records.plan_frames(config.subjects, frame_step=config.frame_step,
+                               max_frames_per_subject=config.max_frames_per_subject,
+                               max_sequences_per_subject=config.max_sequences_per_subject)
+  plan_cpu = time.process_time() - cpu_start
+  chosen = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
+  options = records.RenderOptions(supersample=config.supersample, room_scale=config.room_scale)
+  records.render_encoded(chosen[0], options, features_lib.encode_record)  # rooms, caches
+  cpu_start = time.process_time()
+  for frame in chosen:
+    records.render_encoded(frame, options, features_lib.encode_record)
+  per_record = (time.process_time() - cpu_start) / len(chosen)
+  return {"dataset": dataset, "records": len(frames), "sampled": len(chosen),
+          "plan_cpu_s": round(plan_cpu, 2), "render_cpu_s_per_record": round(per_record, 4),
+          "projected_2_core_build_s": round(plan_cpu + len(frames) * per_record / 2, 1),
+          "target_s": TARGET_S["synthetic_multiview"], "load_average": [
+              round(v, 2) for v in os.getloadavg()]}
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,8 +103,16 @@ def main(argv=None) -> int:
   parser.add_argument("--data_dir", default="", help="default: a fresh temporary folder")
   parser.add_argument("--workers", type=int, default=None,
                       help="synthetic_multiview render processes (default: min(2, CPUs))")
+  parser.add_argument("--sample", type=int, default=0,
+                      help="synthetic_multiview: render this many frames in-process only")
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
+  if args.sample:
+    result = sample_render(args.dataset, args.sample)
+    result.update({"benchmark": "dataset_builds", "mode": "sample",
+                   "cpu_count": os.cpu_count(), "machine": platform.machine()})
+    report.emit(result, args.out)
+    return 0
   with tempfile.TemporaryDirectory(prefix="geopose_build_bench_") as scratch:
     result = measure(args.dataset, args.data_dir or scratch, args.workers)
   result.update({"benchmark": "dataset_builds", "cpu_count": os.cpu_count(),

@@ -56,7 +56,7 @@ def plan_frames(subjects: Sequence[str], frame_step: int = 5,
 
   Args:
     subjects: subject names (vocab.SUBJECTS).
-    frame_step: 5 gives Human3.6M's usual 10 fps sampling; the default config uses 40.
+    frame_step: 5 gives Human3.6M's usual 10 fps sampling; the default config uses 48.
     max_frames_per_subject: 0 for all; else keep the first this many frames per subject,
       spread over the subject's first sequences.
     max_sequences_per_subject: 0 for all; else only the first this many sequences.

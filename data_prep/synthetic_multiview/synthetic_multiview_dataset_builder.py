@@ -8,7 +8,7 @@ subject: 128 x 128 crops of the rendered image, of the empty room (the backgroun
 the foreground mask, the cameras (R, t) and crop intrinsics K, and the 3D/2D pose (see
 features.py for the layout and records.py for the projection conventions).
 
-Configs: `default` samples every 40th 50 fps frame of the balanced plan (frames across ~250
+Configs: `default` samples every 48th 50 fps frame of the balanced plan (frames across ~250
 clips; builds in minutes on 2 cores); `large` every 10th (4x the records, for machines with
 more cores: `num_workers`); `tiny` renders a few frames of S1 and S9 in seconds, for tests.
 """
@@ -41,7 +41,7 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
     room_scale: resolution of the rendered background relative to the camera's.
   """
   subjects: tuple[str, ...] = vocab.SUBJECTS
-  frame_step: int = 40
+  frame_step: int = 48
   max_frames_per_subject: int = 0
   max_sequences_per_subject: int = 0
   supersample: int = 2
@@ -59,8 +59,8 @@ class Builder(array_record_builder.ArrayRecordBuilder):
                "sampled across clips (every 40th); a `large` config (every 10th).",
   }
   BUILDER_CONFIGS = [
-      SyntheticMultiviewConfig(name="default", description="Every 40th frame of the "
-                               "balanced plan (1.25 fps), across ~250 clips."),
+      SyntheticMultiviewConfig(name="default", description="Every 48th frame of the "
+                               "balanced plan (~1 fps), across ~250 clips."),
       SyntheticMultiviewConfig(name="large", frame_step=10, description="Every 10th frame "
                                "(5 fps): 4x the default's records."),
       SyntheticMultiviewConfig(
