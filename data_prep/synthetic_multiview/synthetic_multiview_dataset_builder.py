@@ -9,7 +9,7 @@ the foreground mask, the cameras (R, t) and crop intrinsics K, and the 3D/2D pos
 features.py for the layout and records.py for the projection conventions).
 
 Configs: `default` samples every 48th 50 fps frame of the balanced plan (frames across ~250
-clips; builds in minutes on 2 cores); `large` every 10th (4x the records, for machines with
+clips; builds in minutes on 2 cores); `large` every 10th (~5x the records, for machines with
 more cores: `num_workers`); `tiny` renders a few frames of S1 and S9 in seconds, for tests.
 """
 
@@ -56,13 +56,13 @@ class Builder(array_record_builder.ArrayRecordBuilder):
   RELEASE_NOTES = {
       "1.0.0": "First release: 7 subjects, 10 CMU clips, 4 Human3.6M cameras.",
       "2.0.0": "The 250-clip CMU library, split by CMU subject, balanced actions; frames "
-               "sampled across clips (every 40th); a `large` config (every 10th).",
+               "sampled across clips (every 48th); a `large` config (every 10th).",
   }
   BUILDER_CONFIGS = [
       SyntheticMultiviewConfig(name="default", description="Every 48th frame of the "
                                "balanced plan (~1 fps), across ~250 clips."),
       SyntheticMultiviewConfig(name="large", frame_step=10, description="Every 10th frame "
-                               "(5 fps): 4x the default's records."),
+                               "(5 fps): ~5x the default's records."),
       SyntheticMultiviewConfig(
           name="tiny", description="3 frames of S1 (train) and S9 (test), for tests.",
           subjects=("S1", "S9"), frame_step=10, max_frames_per_subject=3,
