@@ -1,7 +1,7 @@
 """Real CMU motion as Human3.6M-like pose sequences of seven synthetic subjects.
 
-The motion comes from the packaged CMU library (geopose_jax/data/motion_library.py: ~250
-clips of 18+ CMU subjects as joint rotations at 50 fps; the terms are in its README).
+The motion comes from the packaged CMU library (geopose_jax/data/motion_library.py: 249
+clips of 19 CMU subjects as joint rotations at 50 fps; the terms are in its README).
 Each clip is mapped to the Human3.6M 17-joint layout by forward kinematics, turned from
 the files' Y-up into Human3.6M's Z-up world, in millimetres, with the floor at z = 0, and
 placed inside the area that all four Human3.6M cameras of the subject see.

@@ -1,4 +1,4 @@
-"""The packaged CMU motion library: 250 real clips as joint rotations at 50 fps.
+"""The packaged CMU motion library: 249 real clips as joint rotations at 50 fps.
 
 geopose_jax/assets/cmu_library/ holds one compressed `.npz` per CMU subject and
 `library.json` (what every clip is, and which clips were left out and why). It is written
