@@ -98,7 +98,8 @@ def temporal_windows(data_config: ml_collections.ConfigDict, *, receptive_field:
     pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, target at T // 2
       (causal: T - 1);
     pose_3d (B, 17, 3) f32 the target frame's root-relative camera-frame pose in METRES;
-    subject, action, camera, sequence (B,) int32; + valid (B,) bool for a finite pass.
+    subject, action, camera, sequence (B,) int32 (codes into the table's subject_names /
+    action_names; sequence indexes its names); + valid (B,) bool for a finite pass.
   """
   _check_receptive_field(receptive_field)
   local = batching.local_batch_size(global_batch_size, process_count)

@@ -244,8 +244,9 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       actions.append(runtime.gather_local(batch["action"])[runtime.gather_local(valid)])
     if not actions or not sum(len(a) for a in actions):
       raise ValueError(f"nvs_pose evaluation on split {split!r} saw no valid frame")
+    names = np.asarray(multiview.open_multiview(config.data, split)[1].action_names)
     return metrics.h36m_protocol({k: np.concatenate(v) for k, v in errors.items()},
-                                 np.concatenate(actions))
+                                 names[np.concatenate(actions)])
 
   synthesizer = nvs.make_view_synthesizer(model, size)
 
