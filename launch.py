@@ -79,9 +79,21 @@ def _parse_flags_or_exit(argv: list[str]) -> list[str]:
 
 
 def _run():
+  from geopose_jax.errors import GeoposeError  # pylint: disable=g-import-not-at-top
   try:
     app.run(main, flags_parser=_parse_flags_or_exit)
-  except KeyboardInterrupt:
+  except GeoposeError as error:
+    # A mistake the user can fix: the message says what and how; a traceback would bury it.
+    sys.stdout.flush()
+    message = " ".join(str(error).split())
+    sys.stderr.write(f"launch.py: {type(error).__name__}: {message}\n")
+    sys.exit(2)
+  except KeyboardInterrupt as interrupt:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if type(interrupt).__name__ == "SaveInterruptedError":
+      # Checkpoint threads may still be running; waiting for them is what the user refused.
+      os._exit(130)  # pylint: disable=protected-access
     sys.exit(130)
 
 

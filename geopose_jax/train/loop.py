@@ -6,12 +6,18 @@ around which the loop does the bookkeeping: it builds the mesh, restores the new
 checkpoint (state and data position) or initialises, feeds sharded global batches, logs
 averaged metrics (metrics.jsonl, TensorBoard, progress bar), stops on a non-finite loss,
 evaluates and draws on a cadence, checkpoints, and saves once more on Ctrl-C or SIGTERM.
+
+Around it, nothing is lost and nothing is silent: the config is checked first, one training
+run holds the workdir (`train.lock`), a workdir with checkpoints never restarts from step 0
+unless `train.restart` says so, a saved state is checked finite before it counts as good,
+and a full disk stops with one line. `--mode=eval` writes nothing but its results.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import math
 import os
 import pathlib
@@ -21,21 +27,37 @@ from typing import Any, Mapping
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 
+from geopose_jax.errors import CheckpointError, ConfigError, GeoposeError
 from geopose_jax.train import checkpoint as checkpoint_lib
+from geopose_jax.train import config_checks
 from geopose_jax.train import mesh as mesh_lib
 from geopose_jax.train import reporting
 from geopose_jax.train.task import Runtime, Task
+from geopose_jax.train import workdir_lock
+from geopose_jax.train import writer as writer_lib
 from geopose_jax.train.writer import MetricWriter
 
 PyTree = Any
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(GeoposeError, FloatingPointError):
   """The loss became NaN or Inf; the message names the steps and the last good checkpoint."""
+
+
+class SaveInterruptedError(KeyboardInterrupt):
+  """A second Ctrl-C during a save: the partial save was removed; exit without waiting."""
+
+
+class _FinalEvalInterrupted(KeyboardInterrupt):
+  """Ctrl-C twice during the final evaluation, after the final checkpoint was saved."""
+
+
+DIVERGED_DIR = "checkpoints_diverged"
 
 
 def build_task(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
@@ -48,7 +70,7 @@ def build_task(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       raise
     tasks_dir = pathlib.Path(__file__).parent.parent / "tasks"
     known = sorted(p.stem for p in tasks_dir.glob("*.py") if not p.stem.startswith("_"))
-    raise ValueError(f"config.task={name!r} names no task; known tasks: {known}") from None
+    raise ConfigError(f"config.task={name!r} names no task; known tasks: {known}") from None
   return module.build(config, runtime)
 
 
@@ -58,17 +80,38 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
   Returns the last evaluation results per split ({split: results}).
   """
-  if mode not in ("train", "eval"):
-    raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+  config_checks.check_config(config, mode)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   runtime = mesh_lib.make_runtime(workdir)
+  if mode == "eval":
+    # Reads the workdir only, so an archived (read-only) run can be evaluated.
+    if not workdir.is_dir():
+      raise CheckpointError(f"--mode=eval: no checkpoint: {workdir} does not exist; point "
+                            "--workdir at a trained run")
+    task = build_task(config, runtime)
+    return evaluate_checkpoint(config, task, runtime)
+  lock = workdir_lock.WorkdirLock(workdir)
   if runtime.process_index == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-  task = build_task(config, runtime)
-  if mode == "train":
+    lock.acquire()
+  try:
+    if runtime.process_index == 0:
+      _write_config(workdir, config)
+    task = build_task(config, runtime)
     return train_and_evaluate(config, task, runtime)
-  return evaluate_checkpoint(config, task, runtime)
+  except OSError as e:
+    if writer_lib.is_disk_full(e):
+      raise writer_lib.DiskFullError(writer_lib.disk_full_message(
+          workdir, "stopped while writing the run's files")) from None
+    raise
+  finally:
+    lock.release()
+
+
+def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  path = workdir / "config.json"
+  tmp = path.with_name(".config.json.tmp")
+  tmp.write_text(config.to_json_best_effort(indent=2))
+  tmp.replace(path)
 
 
 def _abstract_state(task: Task, rng: jax.Array, runtime: Runtime) -> PyTree:
@@ -78,13 +121,32 @@ def _abstract_state(task: Task, rng: jax.Array, runtime: Runtime) -> PyTree:
 
 
 def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iterator):
-  """(step, state): restored from the newest usable checkpoint, else freshly initialised."""
+  """(step, state): restored from the newest usable checkpoint, else freshly initialised.
+
+  A workdir that holds checkpoints (or steps moved aside as unreadable) but none usable is
+  only started over from step 0 with `train.restart=True`.
+  """
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+  restart = bool(config.train.get("restart", False))
+  if restart and checkpointer.steps():
+    raise ConfigError(
+        f"--config.train.restart=True but {checkpointer.directory} holds checkpoints "
+        f"(steps {checkpointer.steps()}) that training from step 0 would overwrite; "
+        "drop the flag to resume, or use a new --workdir")
   restored = checkpointer.restore(_abstract_state(task, init_rng, runtime), data_iterator)
   if restored is not None:
     step, state = restored
     _print_main(f"Resumed from {checkpointer.directory / str(step)} at step {step}.")
     return step, state
+  set_aside = checkpointer.quarantined() + _diverged(runtime.workdir)
+  if set_aside and not restart:
+    raise CheckpointError(
+        f"{runtime.workdir} has no usable checkpoint but holds steps set aside earlier "
+        f"({', '.join(str(p) for p in set_aside[:4])}); refusing to start silently from step "
+        "0. Pass --config.train.restart=True to train from scratch here, or use a new "
+        "--workdir")
+  if restart:
+    _print_main(f"train.restart=True: training {runtime.workdir} from step 0.")
   init = jax.jit(task.init, out_shardings=runtime.replicated)
   return 0, init(init_rng)
 
@@ -98,6 +160,7 @@ class _StopRequests:
 
   def __init__(self):
     self.requested = None
+    self.phase = "training"   # or "saving", "final evaluation"
     self._previous = {}
 
   def __enter__(self):
@@ -108,11 +171,29 @@ class _StopRequests:
 
   def _request(self, signum, frame):
     del frame
+    name = signal.Signals(signum).name
     if self.requested is not None:
-      raise KeyboardInterrupt(signal.Signals(signum).name)
-    self.requested = signal.Signals(signum).name
-    _print_main(f"{self.requested}: stopping after this step and saving a checkpoint "
-                "(press Ctrl-C again to stop at once).")
+      if self.phase == "saving":
+        raise SaveInterruptedError(name)
+      raise KeyboardInterrupt(name)
+    self.requested = name
+    if self.phase == "final evaluation":
+      _print_main(f"{name}: the final checkpoint is saved; stopping after the evaluation "
+                  "(press Ctrl-C again to skip it).")
+    elif self.phase == "saving":
+      _print_main(f"{name}: stopping once this checkpoint is saved "
+                  "(press Ctrl-C again to abandon it).")
+    else:
+      _print_main(f"{name}: stopping after this step and saving a checkpoint "
+                  "(press Ctrl-C again to stop at once).")
+
+  @contextlib.contextmanager
+  def during(self, phase: str):
+    previous, self.phase = self.phase, phase
+    try:
+      yield
+    finally:
+      self.phase = previous
 
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():
@@ -120,32 +201,71 @@ class _StopRequests:
     return False
 
 
-def _average_metrics(pending: list[Mapping[str, jax.Array]]) -> dict[str, float]:
-  host = jax.device_get(pending)
+def _diverged(workdir: pathlib.Path) -> list[pathlib.Path]:
+  folder = workdir / DIVERGED_DIR
+  return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def _average_metrics(host: list[Mapping[str, Any]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
 
 
-def _check_finite(averages: Mapping[str, float], first_step: int, last_step: int,
-                  checkpointer) -> None:
-  if math.isfinite(averages.get("loss", 0.0)):
-    return
+def _first_non_finite(host: list[Mapping[str, Any]], first_step: int) -> int | None:
+  for offset, metrics in enumerate(host):
+    if "loss" in metrics and not np.all(np.isfinite(metrics["loss"])):
+      return first_step + offset
+  return None
+
+
+@jax.jit
+def _all_finite(state: PyTree) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+def _stop_non_finite(config, what: str, bad_step: int, checkpointer, runtime: Runtime) -> None:
+  """Raises NonFiniteLossError after setting aside checkpoints that are not known good.
+
+  A checkpoint at step s is good when its state is finite (checked before saving) and the
+  loss it produces, logged at step s + 1, is finite. Newer ones go to checkpoints_diverged/
+  so that relaunching resumes from a good one.
+  """
+  checkpointer.wait()
+  moved = []
+  for step in checkpointer.steps():
+    if step >= bad_step - 1:
+      target = runtime.workdir / DIVERGED_DIR / str(step)
+      if runtime.process_index == 0:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+          target = target.with_name(f"{step}.{time.time():.0f}")
+        os.replace(checkpointer.directory / str(step), target)
+      moved.append(step)
+  if moved:
+    checkpointer.reload()
   last_good = checkpointer.latest_step()
-  where = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}; "
+  aside = (f" (steps {moved}, which already led to it, were moved to "
+           f"{runtime.workdir / DIVERGED_DIR})" if moved else "")
+  where = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}{aside}; "
            "relaunching with the same --workdir resumes from it"
-           if last_good is not None else "no checkpoint was written before it")
+           if last_good is not None else f"no good checkpoint was written before it{aside}")
   raise NonFiniteLossError(
-      f"loss is {averages['loss']} between steps {first_step} and {last_step}; stopping. "
-      f"{where}. Lower --config.optim.lr or check the input data.")
+      f"{what}; stopping. {where}. Lower {config_checks.lr_hint(config)} or check the input "
+      "data.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: Runtime) -> dict:
   """Runs `task` for `config.train.steps` steps; see the module docstring."""
   workdir = runtime.workdir
   is_main = runtime.process_index == 0
-  writer = MetricWriter(workdir, enabled=is_main)
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   data_iterator = iter(task.train_data)
-  step, state = _initial_state(config, task, runtime, checkpointer, data_iterator)
+  try:
+    step, state = _initial_state(config, task, runtime, checkpointer, data_iterator)
+  except BaseException:
+    checkpointer.close()
+    raise
+  writer = MetricWriter(workdir, enabled=is_main)
   total_steps = int(config.train.steps)
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
 
@@ -164,13 +284,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
                        disable=not (is_main and config.train.progress_bar), dynamic_ncols=True)
   log_clock = time.perf_counter()
   log_clock_step = step
+  stop_requests = _StopRequests()
 
   def flush_metrics() -> None:
     nonlocal pending, first_pending_step, log_clock, log_clock_step
     if not pending:
       return
-    averages = _average_metrics(pending)
-    _check_finite(averages, first_pending_step, step, checkpointer)
+    host = jax.device_get(pending)
+    bad_step = _first_non_finite(host, first_pending_step)
+    if bad_step is not None:
+      loss = float(np.asarray(host[bad_step - first_pending_step]["loss"]))
+      _stop_non_finite(config, f"loss is {loss} at step {bad_step}", bad_step, checkpointer,
+                       runtime)
+    averages = _average_metrics(host)
     now = time.perf_counter()
     averages["steps_per_sec"] = (step - log_clock_step) / max(now - log_clock, 1e-9)
     log_clock, log_clock_step = now, step
@@ -178,13 +304,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
     progress.set_postfix({k: f"{v:.4g}" for k, v in averages.items() if k in ("loss",)})
     pending, first_pending_step = [], step + 1
 
-  def save() -> None:
+  def save(wait: bool = False) -> None:
+    """Saves `state` at `step` once its losses and its own values are known finite."""
     nonlocal last_saved
     if last_saved == step:
+      if wait:
+        _wait_for_save()
       return
-    flush_metrics()  # Never save a state whose loss went non-finite.
-    checkpointer.save(step, state, data_iterator, force=True)
+    flush_metrics()
+    if not bool(_all_finite(state)):
+      # Its loss was finite, but the update it applied was not.
+      _stop_non_finite(config, f"the state after step {step} holds NaN/Inf values", step + 1,
+                       checkpointer, runtime)
+    with stop_requests.during("saving"):
+      try:
+        checkpointer.save(step, state, data_iterator, force=True)
+      except SaveInterruptedError:
+        _abandon_save()
     last_saved = step
+    if wait:
+      _wait_for_save()
+
+  def _wait_for_save() -> None:
+    with stop_requests.during("saving"):
+      try:
+        checkpointer.wait()
+      except SaveInterruptedError:
+        _abandon_save()
+
+  def _abandon_save() -> None:
+    removed = checkpoint_lib.remove_temporary_folders(checkpointer.directory) if is_main else []
+    complete = sorted(int(p.name) for p in checkpointer.directory.iterdir() if p.name.isdigit())
+    _print_main(f"Stopped during the save of step {step}; removed its partial folder"
+                f"{' ' + removed[0].name if removed else ''}. The newest complete checkpoint "
+                f"is step {complete[-1] if complete else 'none'}.")
+    raise SaveInterruptedError(str(step))
 
   def evaluate_and_draw(final: bool) -> None:
     nonlocal results
@@ -201,8 +355,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
       writer.write_images(step, images or {})
     writer.flush()
 
-  try:
-    with _StopRequests() as stop_requests:
+  def close_all(finish_saves: bool) -> None:
+    progress.close()
+    if finish_saves:
+      checkpointer.close()
+    writer.close()
+
+  with stop_requests:
+    try:
       while step < total_steps:
         if stop_requests.requested:
           raise KeyboardInterrupt(stop_requests.requested)
@@ -228,50 +388,98 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
           evaluate_and_draw(final=False)
         elif cfg.viz_every and step % cfg.viz_every == 0 and task.visualize is not None and is_main:
           writer.write_images(step, task.visualize(state, workdir / "viz", step) or {})
-  except KeyboardInterrupt:
-    progress.close()
-    _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
-    save()
-    checkpointer.close()
-    writer.close()
-    raise
-  except BaseException:
-    progress.close()
-    checkpointer.close()  # Finish any save already under way; write nothing new.
-    writer.close()
-    raise
+      flush_metrics()
+      save(wait=True)  # The final checkpoint is on disk before the final evaluation starts.
+      with stop_requests.during("final evaluation"):
+        try:
+          evaluate_and_draw(final=True)
+        except KeyboardInterrupt as interrupt:
+          close_all(finish_saves=True)
+          _print_main(f"Interrupted during the final evaluation; the checkpoint of step {step} "
+                      "is saved (--mode=eval evaluates it).")
+          raise _FinalEvalInterrupted(str(interrupt)) from None
+    except _FinalEvalInterrupted:
+      raise
+    except SaveInterruptedError:
+      progress.close()
+      writer.close()
+      raise
+    except KeyboardInterrupt:
+      progress.close()
+      _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
+      if stop_requests.requested is None:
+        stop_requests.requested = "KeyboardInterrupt"
+      save(wait=True)
+      close_all(finish_saves=True)
+      raise
+    except BaseException as error:
+      disk_full = writer_lib.is_disk_full(error) or any(
+          writer_lib.is_disk_full(e) for e in _causes(error))
+      progress.close()
+      if not disk_full:
+        checkpointer.close()  # Finish any save already under way; write nothing new.
+      writer.close()
+      if disk_full:
+        remove = checkpoint_lib.remove_temporary_folders(checkpointer.directory) if is_main else []
+        del remove
+        raise writer_lib.DiskFullError(writer_lib.disk_full_message(
+            workdir, f"stopped at step {step}; {writer.lines_written} metric lines written by "
+            f"this launch; newest complete checkpoint: step {last_saved}")) from None
+      raise
 
-  flush_metrics()
-  save()
-  progress.close()
-  evaluate_and_draw(final=True)
-  checkpointer.close()
-  writer.close()
+  close_all(finish_saves=True)
   return results
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+  out, seen = [], set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+    if error is not None:
+      out.append(error)
+  return out
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, task: Task, runtime: Runtime) -> dict:
-  """--mode=eval: evaluates the newest checkpoint of the workdir on every eval split."""
+  """--mode=eval: evaluates the newest checkpoint of the workdir on every eval split.
+
+  Reads the checkpoints without a lock and without changing them; writes only the result
+  tables (into `config.eval.output`, default `workdir/eval`) and pictures (`viz/` next to
+  them).
+  """
   if task.evaluate is None:
-    raise ValueError(f"task {config.task!r} has no evaluation")
-  checkpointer = checkpoint_lib.Checkpointer(runtime.workdir, keep=config.train.keep_checkpoints)
+    raise ConfigError(f"task {config.task!r} has no evaluation")
+  checkpointer = checkpoint_lib.Checkpointer(runtime.workdir, keep=config.train.keep_checkpoints,
+                                             read_only=True)
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-  restored = checkpointer.restore(_abstract_state(task, init_rng, runtime))
-  checkpointer.close()
+  try:
+    restored = checkpointer.restore(_abstract_state(task, init_rng, runtime))
+  finally:
+    checkpointer.close()
   if restored is None:
-    raise FileNotFoundError(
+    raise CheckpointError(
         f"--mode=eval: no checkpoint in {checkpoint_lib.checkpoint_dir(runtime.workdir)}; "
         "train first with the same --workdir, or point --workdir at a trained run")
   step, state = restored
+  output = str(config.eval.get("output", "") or "")
+  eval_dir = pathlib.Path(output).expanduser() if output else runtime.workdir / "eval"
+  viz_dir = eval_dir / "viz" if output else runtime.workdir / "viz"
   results = {}
   for split in task.eval_splits:
     results[split] = task.evaluate(state, split)
     if runtime.process_index == 0:
-      paths = reporting.write_eval(runtime.workdir, split, results[split], step)
+      try:
+        paths = reporting.write_eval(runtime.workdir, split, results[split], step,
+                                     eval_dir=eval_dir)
+      except OSError as e:
+        raise GeoposeError(
+            f"--mode=eval: cannot write the results into {eval_dir} ({e.strerror}); give a "
+            "writable folder with --config.eval.output=DIR") from None
       print(reporting.as_markdown(results[split], title=f"{split} (step {step})"))
       print(f"Wrote {', '.join(str(p) for p in paths)}")
   if task.visualize is not None and runtime.process_index == 0:
-    task.visualize(state, runtime.workdir / "viz", step)
+    task.visualize(state, viz_dir, step)
   return results
 
 
