@@ -16,6 +16,8 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
+from geopose_jax.data import integrity
+
 Record = dict[str, Any]
 
 
@@ -60,6 +62,7 @@ def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
       raise FileNotFoundError(
           f"dataset {name!r} is not prepared in {data_dir} and no builder is registered for "
           f"it (known: {sorted(build.REGISTRY)}); check config.data.name and data_dir")
+    integrity.check_dataset(builder.data_dir)
     return builder
   options = {}
   manual_dir = str(data_config.get("manual_dir", "") or "")
@@ -71,7 +74,9 @@ def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
   elif data_config.get("npz_3d", "") or data_config.get("npz_2d", ""):
     raise ValueError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "
                      f"{name!r}")
-  return _build_once(lambda: build.ensure_built(name, data_dir, **options), name)
+  builder = _build_once(lambda: build.ensure_built(name, data_dir, **options), name)
+  integrity.check_dataset(builder.data_dir, name)
+  return builder
 
 
 def _build_once(build_fn, name: str):

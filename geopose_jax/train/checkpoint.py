@@ -34,7 +34,7 @@ STATE = "state"
 DATA = "data"
 CORRUPT_DIR = "checkpoints_corrupt"
 _TMP_MARK = ".orbax-checkpoint-tmp"
-_MAX_LISTED = 6
+_MAX_LISTED = 4
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -88,10 +88,12 @@ def _leaf_table(tree: PyTree) -> dict[str, tuple]:
 def tree_differences(saved: PyTree, wanted: PyTree) -> list[str]:
   """Readable differences between a saved tree's metadata and the current abstract state."""
   have, want = _leaf_table(saved), _leaf_table(wanted)
-  out = [f"{k} is not in the checkpoint" for k in sorted(set(want) - set(have))]
-  out += [f"{k} is only in the checkpoint" for k in sorted(set(have) - set(want))]
-  out += [f"{k} has shape {have[k][0]} in the checkpoint, {want[k][0]} now"
-          for k in sorted(set(have) & set(want)) if have[k][0] != want[k][0]]
+  # Parameters first: optimizer moments repeat the same differences.
+  order = lambda keys: sorted(keys, key=lambda k: ("opt_state" in k, k))
+  out = [f"{k} has shape {have[k][0]} in the checkpoint, {want[k][0]} now"
+         for k in order(set(have) & set(want)) if have[k][0] != want[k][0]]
+  out += [f"{k} is not in the checkpoint" for k in order(set(want) - set(have))]
+  out += [f"{k} is only in the checkpoint" for k in order(set(have) - set(want))]
   return out
 
 

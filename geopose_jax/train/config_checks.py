@@ -54,7 +54,7 @@ def lr_keys(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def lr_hint(config: ml_collections.ConfigDict) -> str:
-  """'--config.optim.lr' (or the task's own learning-rate keys) for messages."""
+  """The task's learning-rate flags, e.g. '--config.optim.<name>', for messages."""
   keys = lr_keys(config)
   if not keys:
     return "a smaller learning rate"

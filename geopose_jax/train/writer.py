@@ -34,6 +34,10 @@ def is_disk_full(error: BaseException) -> bool:
   return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def _write(fd: int, data: bytes) -> int:
+  return os.write(fd, data)
+
+
 def repair_jsonl(path: str | os.PathLike) -> int:
   """Cuts a torn (newline-less) last line off a JSON-lines file; returns bytes removed."""
   path = pathlib.Path(path)
@@ -71,7 +75,7 @@ class MetricWriter:
   def _append_line(self, line: str) -> None:
     data = line.encode("utf-8")
     try:
-      written = os.write(self._fd, data)
+      written = _write(self._fd, data)
       if written != len(data):  # A short write means the disk filled up mid-line.
         os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
         raise OSError(errno.ENOSPC, "short write")
