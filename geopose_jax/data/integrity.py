@@ -79,8 +79,8 @@ def dataset_problems(folder: str | os.PathLike) -> list[str]:
       try:
         found = _count_records(path)
       except Exception as e:  # pylint: disable=broad-except
-        problems.append(f"split {split['name']!r}: shard {path.name} cannot be opened "
-                        f"({type(e).__name__})")
+        problems.append(f"split {split['name']!r}: shard {path.name} cannot be opened, it is "
+                        f"truncated or damaged ({type(e).__name__})")
         continue
       if found != expected:
         problems.append(f"split {split['name']!r}: shard {path.name} holds {found} records, "
