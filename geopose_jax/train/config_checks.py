@@ -45,12 +45,19 @@ def has_key(config: ml_collections.ConfigDict, key: str) -> bool:
 
 
 def lr_keys(config: ml_collections.ConfigDict) -> list[str]:
-  """The learning-rate keys of this task's config ('optim.lr', or 'optim.lifter_lr', ...)."""
-  optim = config.get("optim", None)
-  if optim is None:
-    return []
-  return [f"optim.{name}" for name in sorted(optim.keys())
-          if (name == "lr" or name.endswith("_lr")) and isinstance(optim[name], (int, float))]
+  """The learning-rate keys of this task's config: `lr` / `*_lr` under `optim` and under
+  any `*_optim` section (e.g. a discriminator's `disc_optim`)."""
+  keys = []
+  for section in sorted(config.keys()):
+    group = config[section]
+    if not (section == "optim" or section.endswith("_optim")):
+      continue
+    if not isinstance(group, ml_collections.ConfigDict):
+      continue
+    keys += [f"{section}.{name}" for name in sorted(group.keys())
+             if (name == "lr" or name.endswith("_lr")) and isinstance(group[name], (int, float))
+             and not isinstance(group[name], bool)]
+  return keys
 
 
 def lr_hint(config: ml_collections.ConfigDict) -> str:

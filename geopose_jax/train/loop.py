@@ -15,19 +15,14 @@ and a full disk stops with one line. `--mode=eval` writes nothing but its result
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import json
-import math
 import os
 import pathlib
-import signal
 import time
 from typing import Any, Mapping
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -35,29 +30,24 @@ import tqdm
 from geopose_jax.errors import CheckpointError, ConfigError, GeoposeError
 from geopose_jax.train import checkpoint as checkpoint_lib
 from geopose_jax.train import config_checks
+from geopose_jax.train import divergence
 from geopose_jax.train import mesh as mesh_lib
 from geopose_jax.train import reporting
-from geopose_jax.train.task import Runtime, Task
+from geopose_jax.train import signals
 from geopose_jax.train import workdir_lock
 from geopose_jax.train import writer as writer_lib
+from geopose_jax.train.task import Runtime, Task
 from geopose_jax.train.writer import MetricWriter
 
 PyTree = Any
 
 
-class NonFiniteLossError(GeoposeError, FloatingPointError):
-  """The loss became NaN or Inf; the message names the steps and the last good checkpoint."""
-
-
-class SaveInterruptedError(KeyboardInterrupt):
-  """A second Ctrl-C during a save: the partial save was removed; exit without waiting."""
+NonFiniteLossError = divergence.NonFiniteLossError
+SaveInterruptedError = signals.SaveInterruptedError
 
 
 class _FinalEvalInterrupted(KeyboardInterrupt):
   """Ctrl-C twice during the final evaluation, after the final checkpoint was saved."""
-
-
-DIVERGED_DIR = "checkpoints_diverged"
 
 
 def build_task(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
@@ -138,7 +128,7 @@ def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iter
     step, state = restored
     _print_main(f"Resumed from {checkpointer.directory / str(step)} at step {step}.")
     return step, state
-  set_aside = checkpointer.quarantined() + _diverged(runtime.workdir)
+  set_aside = checkpointer.quarantined() + divergence.diverged(runtime.workdir)
   if set_aside and not restart:
     raise CheckpointError(
         f"{runtime.workdir} has no usable checkpoint but holds steps set aside earlier "
@@ -151,107 +141,8 @@ def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iter
   return 0, init(init_rng)
 
 
-class _StopRequests:
-  """Ctrl-C and SIGTERM (preemption, `kill`) ask the loop to stop after the current step.
-
-  The loop then saves a checkpoint and exits. Raising from the signal handler instead could
-  interrupt a checkpoint being written; a second Ctrl-C still stops at once.
-  """
-
-  def __init__(self):
-    self.requested = None
-    self.phase = "training"   # or "saving", "final evaluation"
-    self._previous = {}
-
-  def __enter__(self):
-    for signum in (signal.SIGINT, signal.SIGTERM):
-      with contextlib.suppress(ValueError):  # Not the main thread: leave signals alone.
-        self._previous[signum] = signal.signal(signum, self._request)
-    return self
-
-  def _request(self, signum, frame):
-    del frame
-    name = signal.Signals(signum).name
-    if self.requested is not None:
-      if self.phase == "saving":
-        raise SaveInterruptedError(name)
-      raise KeyboardInterrupt(name)
-    self.requested = name
-    if self.phase == "final evaluation":
-      _print_main(f"{name}: the final checkpoint is saved; stopping after the evaluation "
-                  "(press Ctrl-C again to skip it).")
-    elif self.phase == "saving":
-      _print_main(f"{name}: stopping once this checkpoint is saved "
-                  "(press Ctrl-C again to abandon it).")
-    else:
-      _print_main(f"{name}: stopping after this step and saving a checkpoint "
-                  "(press Ctrl-C again to stop at once).")
-
-  @contextlib.contextmanager
-  def during(self, phase: str):
-    previous, self.phase = self.phase, phase
-    try:
-      yield
-    finally:
-      self.phase = previous
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    return False
-
-
-def _diverged(workdir: pathlib.Path) -> list[pathlib.Path]:
-  folder = workdir / DIVERGED_DIR
-  return sorted(folder.iterdir()) if folder.is_dir() else []
-
-
 def _average_metrics(host: list[Mapping[str, Any]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-
-
-def _first_non_finite(host: list[Mapping[str, Any]], first_step: int) -> int | None:
-  for offset, metrics in enumerate(host):
-    if "loss" in metrics and not np.all(np.isfinite(metrics["loss"])):
-      return first_step + offset
-  return None
-
-
-@jax.jit
-def _all_finite(state: PyTree) -> jax.Array:
-  leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
-
-
-def _stop_non_finite(config, what: str, bad_step: int, checkpointer, runtime: Runtime) -> None:
-  """Raises NonFiniteLossError after setting aside checkpoints that are not known good.
-
-  A checkpoint at step s is good when its state is finite (checked before saving) and the
-  loss it produces, logged at step s + 1, is finite. Newer ones go to checkpoints_diverged/
-  so that relaunching resumes from a good one.
-  """
-  checkpointer.wait()
-  moved = []
-  for step in checkpointer.steps():
-    if step >= bad_step - 1:
-      target = runtime.workdir / DIVERGED_DIR / str(step)
-      if runtime.process_index == 0:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-          target = target.with_name(f"{step}.{time.time():.0f}")
-        os.replace(checkpointer.directory / str(step), target)
-      moved.append(step)
-  if moved:
-    checkpointer.reload()
-  last_good = checkpointer.latest_step()
-  aside = (f" (steps {moved}, which already led to it, were moved to "
-           f"{runtime.workdir / DIVERGED_DIR})" if moved else "")
-  where = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}{aside}; "
-           "relaunching with the same --workdir resumes from it"
-           if last_good is not None else f"no good checkpoint was written before it{aside}")
-  raise NonFiniteLossError(
-      f"{what}; stopping. {where}. Lower {config_checks.lr_hint(config)} or check the input "
-      "data.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: Runtime) -> dict:
@@ -284,17 +175,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
                        disable=not (is_main and config.train.progress_bar), dynamic_ncols=True)
   log_clock = time.perf_counter()
   log_clock_step = step
-  stop_requests = _StopRequests()
+  stop_requests = signals.StopRequests()
 
   def flush_metrics() -> None:
     nonlocal pending, first_pending_step, log_clock, log_clock_step
     if not pending:
       return
     host = jax.device_get(pending)
-    bad_step = _first_non_finite(host, first_pending_step)
+    bad_step = divergence.first_non_finite(host, first_pending_step)
     if bad_step is not None:
       loss = float(np.asarray(host[bad_step - first_pending_step]["loss"]))
-      _stop_non_finite(config, f"loss is {loss} at step {bad_step}", bad_step, checkpointer,
+      divergence.stop(config, f"loss is {loss} at step {bad_step}", bad_step, checkpointer,
                        runtime)
     averages = _average_metrics(host)
     now = time.perf_counter()
@@ -312,9 +203,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
         _wait_for_save()
       return
     flush_metrics()
-    if not bool(_all_finite(state)):
+    if not bool(divergence.all_finite(state)):
       # Its loss was finite, but the update it applied was not.
-      _stop_non_finite(config, f"the state after step {step} holds NaN/Inf values", step + 1,
+      divergence.stop(config, f"the state after step {step} holds NaN/Inf values", step + 1,
                        checkpointer, runtime)
     with stop_requests.during("saving"):
       try:

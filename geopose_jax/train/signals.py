@@ -1,0 +1,77 @@
+"""Ctrl-C and SIGTERM during training: a stop request, never an interrupted save.
+
+The first signal asks the loop to stop after the current step (it then saves and exits);
+during the final evaluation it lets the evaluation finish. A second signal stops at once,
+except during a save, where it raises `SaveInterruptedError` so the loop can remove the
+partial save folder before exiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+from absl import logging
+import jax
+
+
+class SaveInterruptedError(KeyboardInterrupt):
+  """A second Ctrl-C during a save: the partial save was removed; exit without waiting."""
+
+
+
+class StopRequests:
+  """Ctrl-C and SIGTERM (preemption, `kill`) ask the loop to stop after the current step.
+
+  The loop then saves a checkpoint and exits. Raising from the signal handler instead could
+  interrupt a checkpoint being written; a second Ctrl-C still stops at once.
+  """
+
+  def __init__(self):
+    self.requested = None
+    self.phase = "training"   # or "saving", "final evaluation"
+    self._previous = {}
+
+  def __enter__(self):
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      with contextlib.suppress(ValueError):  # Not the main thread: leave signals alone.
+        self._previous[signum] = signal.signal(signum, self._request)
+    return self
+
+  def _request(self, signum, frame):
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested is not None:
+      if self.phase == "saving":
+        raise SaveInterruptedError(name)
+      raise KeyboardInterrupt(name)
+    self.requested = name
+    if self.phase == "final evaluation":
+      _print_main(f"{name}: the final checkpoint is saved; stopping after the evaluation "
+                  "(press Ctrl-C again to skip it).")
+    elif self.phase == "saving":
+      _print_main(f"{name}: stopping once this checkpoint is saved "
+                  "(press Ctrl-C again to abandon it).")
+    else:
+      _print_main(f"{name}: stopping after this step and saving a checkpoint "
+                  "(press Ctrl-C again to stop at once).")
+
+  @contextlib.contextmanager
+  def during(self, phase: str):
+    previous, self.phase = self.phase, phase
+    try:
+      yield
+    finally:
+      self.phase = previous
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+
+
+def _print_main(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, flush=True)
+  logging.info(message)
