@@ -61,6 +61,7 @@ def tree_snapshot(root):
 def test_changed_model_key_stops_and_touches_nothing(tmp_path, four_devices, capsys):
   loop.run(make_config(steps=20), tmp_path)
   before = tree_snapshot(tmp_path / "checkpoints")
+  saved_config = (tmp_path / "config.json").read_text()
   changed = make_config(steps=30)
   changed.model.hidden = 64
   with pytest.raises(CheckpointError, match=r"does not fit this config: .*params/Dense_0/kernel "
@@ -69,6 +70,7 @@ def test_changed_model_key_stops_and_touches_nothing(tmp_path, four_devices, cap
   with pytest.raises(CheckpointError, match="does not fit this config"):
     loop.run(changed, tmp_path, mode="eval")
   assert tree_snapshot(tmp_path / "checkpoints") == before
+  assert (tmp_path / "config.json").read_text() == saved_config
   assert not (tmp_path / checkpoint_lib.CORRUPT_DIR).exists()
   capsys.readouterr()
   loop.run(make_config(steps=30), tmp_path)  # The original config still resumes.

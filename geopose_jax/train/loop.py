@@ -84,8 +84,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   if runtime.process_index == 0:
     lock.acquire()
   try:
-    if runtime.process_index == 0:
-      _write_config(workdir, config)
     task = build_task(config, runtime)
     return train_and_evaluate(config, task, runtime)
   except OSError as e:
@@ -156,6 +154,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
   except BaseException:
     checkpointer.close()
     raise
+  if is_main:  # Only once the checkpoints are known to fit, so a refused launch keeps it.
+    _write_config(workdir, config)
   writer = MetricWriter(workdir, enabled=is_main)
   total_steps = int(config.train.steps)
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
