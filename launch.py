@@ -93,6 +93,10 @@ def _run():
     sys.stderr.flush()
     if type(interrupt).__name__ == "SaveInterruptedError":
       # Checkpoint threads may still be running; waiting for them is what the user refused.
+      # They may have created the save's temporary folder after the loop removed it, so it
+      # is removed again as the last thing before exiting.
+      from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+      checkpoint.remove_temporary_folders(interrupt.checkpoint_dir)
       os._exit(130)  # pylint: disable=protected-access
     sys.exit(130)
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -25,6 +26,7 @@ from geopose_jax.errors import CheckpointError, ConfigError, GeoposeError
 from geopose_jax.train import checkpoint as checkpoint_lib
 from geopose_jax.train import config_checks
 from geopose_jax.train import loop
+from geopose_jax.train import signals
 from geopose_jax.train import workdir_lock
 from geopose_jax.train import writer as writer_lib
 
@@ -222,8 +224,11 @@ def test_second_ctrl_c_during_the_exit_save_cleans_up(tmp_path, four_devices, mo
     os.kill(os.getpid(), signal.SIGINT)
     os.kill(os.getpid(), signal.SIGINT)
   monkeypatch.setattr(checkpoint_lib.Checkpointer, "wait", wait)
-  with pytest.raises(loop.SaveInterruptedError):
-    loop.run(make_config(steps=15), tmp_path)
+  try:
+    with pytest.raises(loop.SaveInterruptedError):
+      loop.run(make_config(steps=15), tmp_path)
+  finally:
+    signals.restore_logging()
   out = capsys.readouterr().out
   assert "Stopped during the save of step 15" in out and "Traceback" not in out
   assert not list((tmp_path / "checkpoints").glob("*orbax-checkpoint-tmp*"))
@@ -320,3 +325,28 @@ def test_geopose_errors_derive_from_the_builtins_they_replace():
   assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, GeoposeError)
   assert issubclass(loop.NonFiniteLossError, GeoposeError)
   assert issubclass(writer_lib.DiskFullError, GeoposeError)
+
+
+def test_double_ctrl_c_exits_quietly_and_leaves_no_partial_save(tmp_path):
+  """Whenever the second Ctrl-C lands (during the exit save or just after), the run exits
+  130 without a traceback and leaves only complete checkpoints."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.Popen(
+      [sys.executable, str(REPO / "launch.py"), "--config=configs/toy.py",
+       "--config.train.steps=1000000", "--config.train.checkpoint_every=50",
+       "--config.train.eval_every=0", "--config.train.progress_bar=False",
+       f"--workdir={tmp_path}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 120
+  while not (tmp_path / "checkpoints" / "50").is_dir() and time.time() < deadline:
+    time.sleep(0.05)
+  time.sleep(0.3)
+  proc.send_signal(signal.SIGINT)
+  time.sleep(0.02)  # usually lands inside the exit save
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 130, out
+  assert "Traceback" not in out and len(out.splitlines()) <= 5, out
+  assert not list((tmp_path / "checkpoints").glob("*tmp*"))
+  assert checkpoint_lib.load_state_dict(tmp_path)[1] >= 50

@@ -229,7 +229,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
     _print_main(f"Stopped during the save of step {step}; removed its partial folder"
                 f"{' ' + removed[0].name if removed else ''}. The newest complete checkpoint "
                 f"is step {complete[-1] if complete else 'none'}.")
-    raise SaveInterruptedError(str(step))
+    interrupt = SaveInterruptedError(str(step))
+    interrupt.checkpoint_dir = checkpointer.directory  # launch.py cleans it once more at exit
+    raise interrupt
 
   def evaluate_and_draw(final: bool) -> None:
     nonlocal results

@@ -9,6 +9,7 @@ partial save folder before exiting.
 from __future__ import annotations
 
 import contextlib
+import logging as std_logging
 import signal
 
 from absl import logging
@@ -43,6 +44,9 @@ class StopRequests:
     name = signal.Signals(signum).name
     if self.requested is not None:
       if self.phase == "saving":
+        # The abandoned save's threads fail noisily once its folder is removed; the user
+        # asked to stop, so their reports are not wanted (launch.py exits right after).
+        silence_logging()
         raise SaveInterruptedError(name)
       raise KeyboardInterrupt(name)
     self.requested = name
@@ -69,6 +73,15 @@ class StopRequests:
       signal.signal(signum, handler)
     return False
 
+
+
+def silence_logging() -> None:
+  """Mutes every Python and absl log record from here on (see `restore_logging`)."""
+  std_logging.disable(std_logging.CRITICAL)
+
+
+def restore_logging() -> None:
+  std_logging.disable(std_logging.NOTSET)
 
 
 def _print_main(message: str) -> None:
