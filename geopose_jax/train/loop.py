@@ -226,9 +226,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
   def _abandon_save() -> None:
     removed = checkpoint_lib.remove_temporary_folders(checkpointer.directory) if is_main else []
     complete = sorted(int(p.name) for p in checkpointer.directory.iterdir() if p.name.isdigit())
-    _print_main(f"Stopped during the save of step {step}; removed its partial folder"
-                f"{' ' + removed[0].name if removed else ''}. The newest complete checkpoint "
-                f"is step {complete[-1] if complete else 'none'}.")
+    _print_main(f"Stopped at once at step {step}"
+                f"{'; removed the partial save ' + removed[0].name if removed else ''}. The "
+                f"newest complete checkpoint is step {complete[-1] if complete else 'none'}.")
     interrupt = SaveInterruptedError(str(step))
     interrupt.checkpoint_dir = checkpointer.directory  # launch.py cleans it once more at exit
     raise interrupt
@@ -293,16 +293,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
           raise _FinalEvalInterrupted(str(interrupt)) from None
     except _FinalEvalInterrupted:
       raise
-    except SaveInterruptedError:
+    except SaveInterruptedError as interrupt:
       progress.close()
       writer.close()
+      if not hasattr(interrupt, "checkpoint_dir"):
+        _abandon_save()
       raise
     except KeyboardInterrupt:
       progress.close()
-      _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
       if stop_requests.requested is None:
         stop_requests.requested = "KeyboardInterrupt"
-      save(wait=True)
+      try:
+        _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
+        save(wait=True)
+      except SaveInterruptedError as interrupt:
+        writer.close()
+        if not hasattr(interrupt, "checkpoint_dir"):
+          _abandon_save()
+        raise
       close_all(finish_saves=True)
       raise
     except BaseException as error:

@@ -1,9 +1,10 @@
 """Ctrl-C and SIGTERM during training: a stop request, never an interrupted save.
 
 The first signal asks the loop to stop after the current step (it then saves and exits);
-during the final evaluation it lets the evaluation finish. A second signal stops at once,
-except during a save, where it raises `SaveInterruptedError` so the loop can remove the
-partial save folder before exiting.
+during the final evaluation, whose checkpoint is already complete, it lets the evaluation
+finish. A second signal stops at once: `SaveInterruptedError` abandons any save under way,
+the loop removes its partial folder, and launch.py exits without waiting for it. A second
+signal during the final evaluation is a plain KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import jax
 
 
 class SaveInterruptedError(KeyboardInterrupt):
-  """A second Ctrl-C during a save: the partial save was removed; exit without waiting."""
+  """A second Ctrl-C (outside the final evaluation): stop at once, abandoning any save under
+  way; the loop removes its partial folder and sets `checkpoint_dir`; exit without waiting."""
 
 
 
@@ -43,12 +45,13 @@ class StopRequests:
     del frame
     name = signal.Signals(signum).name
     if self.requested is not None:
-      if self.phase == "saving":
-        # The abandoned save's threads fail noisily once its folder is removed; the user
-        # asked to stop, so their reports are not wanted (launch.py exits right after).
-        silence_logging()
-        raise SaveInterruptedError(name)
-      raise KeyboardInterrupt(name)
+      if self.phase == "final evaluation":  # The final checkpoint is already complete.
+        raise KeyboardInterrupt(name)
+      # Stop at once, abandoning any save under way. Its threads fail noisily once its
+      # folder is removed; the user asked to stop, so their reports are not wanted
+      # (launch.py exits right after).
+      silence_logging()
+      raise SaveInterruptedError(name)
     self.requested = name
     if self.phase == "final evaluation":
       _print_main(f"{name}: the final checkpoint is saved; stopping after the evaluation "
