@@ -51,9 +51,11 @@ def as_markdown(results: Mapping[str, Any], title: str = "") -> str:
 
 
 def write_eval(workdir: str | os.PathLike, split: str, results: Mapping[str, Any],
-               step: int) -> list[pathlib.Path]:
-  """Writes `workdir/eval/<split>.json` and `.md` (atomically: temp file, then rename)."""
-  eval_dir = pathlib.Path(workdir) / "eval"
+               step: int, eval_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
+  """Writes `workdir/eval/<split>.json` and `.md` (atomically: temp file, then rename).
+
+  `eval_dir` replaces `workdir/eval` (e.g. evaluating a read-only archived run)."""
+  eval_dir = pathlib.Path(eval_dir) if eval_dir is not None else pathlib.Path(workdir) / "eval"
   eval_dir.mkdir(parents=True, exist_ok=True)
   payload = {"step": int(step), **_plain(dict(results))}
   paths = []
