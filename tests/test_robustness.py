@@ -156,6 +156,7 @@ def test_every_printed_config_hint_exists_in_every_task():
     assert keys, f"configs/{name}.py: no learning-rate key for the NaN hint"
     for key in keys:
       assert config_checks.has_key(config, key), f"configs/{name}.py has no {key}"
+    loop.resolve_config(config)
     config_checks.check_config(config)  # every shipped config passes the checks
 
 

@@ -82,10 +82,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
   Returns the last evaluation results per split ({split: results}).
   """
-  config_checks.check_config(config, mode)
   workdir = pathlib.Path(workdir)
   runtime = mesh_lib.make_runtime(workdir)
   resolve_config(config)
+  config_checks.check_config(config, mode)
   if mode == "eval":
     # Reads the workdir only, so an archived (read-only) run can be evaluated.
     if not workdir.is_dir():
