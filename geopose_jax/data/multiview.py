@@ -250,6 +250,7 @@ def _flatten_groups(batch: sources.Record) -> sources.Record:
 
 def _single_view(element, *, reader: sources.RecordReader) -> sources.Record:
   item = _view(reader.parse(int(element["record"])), int(element["view"]))  # reader numbering
+  item["sequence"] = np.int32(element["sequence"])
   if "valid" in element:
     item["valid"] = element["valid"]
   return item
@@ -269,6 +270,7 @@ def _all_views(element, *, reader: sources.RecordReader) -> sources.Record:
       "subject": np.int32(vocab.subject_index(record["subject"])),
       "action": np.int32(vocab.action_index(record["action"])),
       "frame": np.int32(record["frame"]),
+      "sequence": np.int32(element["sequence"]),
   }
   if "valid" in element:
     item["valid"] = element["valid"]
@@ -322,7 +324,8 @@ def single_views(data_config: ml_collections.ConfigDict, *, split: str = "train"
 
   Batch (B = global_batch_size / process_count): the keys of `nvs_pairs` (image,
   background, mask, R, K, pose_3d_cam mm, subject, action, camera, frame), independent
-  items; + valid (B,) bool for a finite pass.
+  items, and sequence (B,) int32 (into `MultiviewIndex.sequences`); + valid (B,) bool for a
+  finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
   reader, index = open_multiview(data_config, split)
@@ -331,7 +334,8 @@ def single_views(data_config: ml_collections.ConfigDict, *, split: str = "train"
   num_views = len(reader.parse(int(records[0]))["R"])
   return batching.make_loader(
       batching.ArraySource({"record": np.repeat(records, num_views),
-                           "view": np.tile(np.arange(num_views), len(records))}),
+                           "view": np.tile(np.arange(num_views), len(records)),
+                           "sequence": np.repeat(index.sequence_id[entries], num_views)}),
       data_config=data_config, item_ops=[batching.FnMap(_single_view, reader=reader)],
       batch_size=local, process_index=process_index, process_count=process_count,
       seed=seed, shuffle=shuffle, num_epochs=num_epochs)
@@ -347,14 +351,25 @@ def multiview_samples(data_config: ml_collections.ConfigDict, *, split: str = "t
   Batch (B = global_batch_size / process_count):
     images (B, 4, H, W, 3) uint8, masks (B, 4, H, W) uint8 {0, 1}, R (B, 4, 3, 3),
     t (B, 4, 3) camera centres mm, K (B, 4, 3, 3), pose_3d_cam (B, 4, 17, 3) mm,
-    pose_3d_world (B, 17, 3) mm, subject (B,), action (B,), frame (B,) int32;
+    pose_3d_world (B, 17, 3) mm, subject (B,), action (B,), frame (B,), sequence (B,) int32
+    (into `MultiviewIndex.sequences`);
     + valid (B,) bool for a finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
   reader, index = open_multiview(data_config, split)
   entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
   return batching.make_loader(
-      batching.ArraySource({"record": index.record[entries]}), data_config=data_config,
+      batching.ArraySource({"record": index.record[entries],
+                            "sequence": index.sequence_id[entries]}), data_config=data_config,
       item_ops=[batching.FnMap(_all_views, reader=reader)], batch_size=local,
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)
+
+
+def sequence_info(data_config: ml_collections.ConfigDict, split: str):
+  """The names of the `sequence` codes of a split's batches, for `evaluation.evaluate_frames`:
+  'subject sequence' labels and their actions."""
+  from geopose_jax import evaluation  # pylint: disable=g-import-not-at-top
+  _, index = open_multiview(data_config, split)
+  return evaluation.SequenceInfo(labels=tuple(f"{s} {q}" for s, _, q in index.sequences),
+                                 actions=tuple(a for _, a, _ in index.sequences))

@@ -27,3 +27,14 @@ def make_runtime(workdir: str | os.PathLike) -> Runtime:
       workdir=pathlib.Path(workdir),
       process_index=jax.process_index(),
       process_count=jax.process_count())
+
+
+def batch_sharded_like(y: jax.Array, x: jax.Array) -> jax.Array:
+  """`y` with its leading axis sharded as `x`'s is (explicit-sharding meshes); as is when
+  `x` is not sharded."""
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  spec = getattr(sharding, "spec", None)
+  if not spec or spec[0] is None:
+    return y
+  return jax.sharding.reshard(y, NamedSharding(
+      sharding.mesh, P(spec[0], *([None] * (y.ndim - 1)))))
