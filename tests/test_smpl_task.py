@@ -10,7 +10,7 @@ import pytest
 from configs import nvs as nvs_config
 from configs import smpl as smpl_config
 from configs import smpl_prior as prior_config
-from geopose_jax.tasks import nvs
+from geopose_jax.models import nvs_synthesis as synthesis
 from geopose_jax.tasks import smpl as smpl_task
 from geopose_jax.tasks import smpl_prior
 from geopose_jax.train import checkpoint
@@ -68,8 +68,8 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("smpl_runs")
   name = fake_poses.build_fake_multiview(root / "data")
   nvs_cfg = _common(nvs_config.get_config("demo"), str(root / "data"), name, steps=1)
-  model = nvs.build_model(nvs_cfg)
-  variables = jax.jit(nvs.make_init_variables(model, 16))(jax.random.key(0))
+  model = synthesis.build_model(nvs_cfg.model.net)
+  variables = jax.jit(lambda key: synthesis.init_variables(model, 16, key))(jax.random.key(0))
   _save_run(root / "nvs", nvs_cfg, {"params": variables["params"],
                                     "batch_stats": variables["batch_stats"]})
   prior_cfg = prior_config.get_config("demo")
@@ -97,6 +97,11 @@ def test_regressor_trains_evaluates_and_keeps_the_encoder_frozen(runs):
   written = json.loads((root / "smpl" / "eval" / "test.json").read_text())
   assert {"mpjpe", "pa_mpjpe", "silhouette_iou", "silhouette_iou_view3"} <= set(written)
   assert written["mpjpe"] > 0 and 0.0 <= written["silhouette_iou"] <= 1.0
+  assert written["convention"]["joints"] == "SMPL-H36M-14"
+  # Every view of every test sample is an input; each view's IoU over its own frames.
+  assert written["num_frames"] % 4 == 0
+  ious = [written[f"silhouette_iou_view{v}"] for v in range(4)]
+  assert min(ious) <= written["silhouette_iou"] <= max(ious)
   log = [json.loads(line) for line in (root / "smpl" / "metrics.jsonl").read_text().splitlines()]
   bce = [m["train/silhouette_bce"] for m in log if "train/silhouette_bce" in m]
   assert bce[0] == 0.0 and bce[-1] > 0.0      # silhouettes switched on after the start step
@@ -114,5 +119,5 @@ def test_regressor_needs_an_nvs_run(runs):
   with pytest.raises(ValueError, match="init_from"):
     loop.run(config, root / "no_nvs")
   config.init_from, config.prior_from = str(root / "nvs"), str(root / "nvs")
-  with pytest.raises(ValueError, match="not smpl_prior"):
+  with pytest.raises(ValueError, match="prior_from=.* is a 'nvs' run"):
     loop.run(config, root / "wrong_prior")
