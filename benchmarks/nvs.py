@@ -10,9 +10,10 @@ configs/nvs.py builds, the function training runs): the original's random batch
 composition, encode, rotate the latent points into the target camera, decode with the
 partner frame's appearance over the target background, L1 + 2 x perceptual loss (a frozen
 ResNet-18), the gradient of the trained parameters (conv1..layer2 frozen, as the original)
-and an Adam update. --dtype sets the NVS network's computation dtype. Inference is the evaluation path: encode + rotate + decode in eval mode; `encode`
-alone is the pose path. Inputs are random; the timings do not depend on their values.
-Runs on the default JAX device; JSON goes to stdout and to --out.
+and an Adam update; --dtype sets the NVS network's computation dtype. Inference is the
+evaluation path: encode + rotate + decode in eval mode; `encode` alone is the pose path.
+Inputs are random; the timings do not depend on their values. Runs on the task's mesh (every
+local device); JSON goes to stdout and to --out.
 """
 
 from __future__ import annotations

@@ -39,7 +39,10 @@ def _fake_rhodin(path, model, head):
   """A state dict with the original's names and random values for `model` and `head`."""
   rng = np.random.default_rng(3)
   shapes = rhodin.expected_torch_shapes(model, head)
-  np.savez(path, **{k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()})
+  # Small weights and positive variances: finite outputs through the whole network.
+  values = {k: (1.0 + np.abs(rng.normal(size=s)) if k.endswith("running_var")
+                else 0.05 * rng.normal(size=s)).astype(np.float32) for k, s in shapes.items()}
+  np.savez(path, **values)
   return rhodin.load_checkpoint(path, model, head)
 
 

@@ -10,6 +10,7 @@ import pytest
 from configs import nvs as nvs_config
 from configs import smpl as smpl_config
 from configs import smpl_prior as prior_config
+from geopose_jax.body import placement
 from geopose_jax.models import nvs_synthesis as synthesis
 from geopose_jax.tasks import smpl as smpl_task
 from geopose_jax.tasks import smpl_prior
@@ -25,23 +26,23 @@ def test_body_goes_into_the_camera_frame_on_the_ground_truth_root():
   joints = jnp.asarray(rng.normal(size=(2, 24, 3)), jnp.float32)
   vertices = jnp.asarray(rng.normal(size=(2, 50, 3)), jnp.float32)
   root = jnp.asarray([[10.0, 20.0, 3000.0], [-5.0, 0.0, 4000.0]])
-  v_cam, j_cam = smpl_task.body_in_camera(vertices, joints, root)
+  v_cam, j_cam = placement.body_in_camera(vertices, joints, root)
   np.testing.assert_allclose(j_cam[:, 0], root, atol=1e-3)
   # A proper half turn about x, metres -> mm: up (+y) becomes image-down (-y), depth flips.
   np.testing.assert_allclose(j_cam[:, 1] - j_cam[:, 0],
                              (joints[:, 1] - joints[:, 0]) * jnp.asarray([1e3, -1e3, -1e3]),
                              rtol=1e-5, atol=1e-3)
-  assert float(jnp.linalg.det(jnp.asarray(smpl_task._Y_UP_TO_CAMERA))) == 1.0  # pylint: disable=protected-access
+  assert float(jnp.linalg.det(jnp.asarray(placement.Y_UP_TO_CAMERA))) == 1.0
 
 
 def test_pooled_masks_and_scaled_intrinsics_agree():
   masks = np.zeros((1, 16, 16), np.uint8)
   masks[0, 4:6, 6:8] = 1                      # a 2x2 block centred at (x, y) = (6.5, 4.5)
-  pooled = np.asarray(smpl_task.pool_masks(jnp.asarray(masks), 8))
+  pooled = np.asarray(placement.pool_masks(jnp.asarray(masks), 8))
   assert pooled[0, 2, 3] == 1.0 and pooled.sum() == 1.0
   K = jnp.asarray([[20.0, 0.0, 7.0], [0.0, 20.0, 8.0], [0.0, 0.0, 1.0]])
   point = jnp.asarray([-0.5 / 20.0, -3.5 / 20.0, 1.0])     # projects to (6.5, 4.5)
-  full, half = K @ point, smpl_task.scale_intrinsics(K, 0.5) @ point
+  full, half = K @ point, placement.scale_intrinsics(K, 0.5) @ point
   np.testing.assert_allclose(full[:2], [6.5, 4.5], atol=1e-5)
   np.testing.assert_allclose(half[:2], [3.0, 2.0], atol=1e-5)   # the pooled pixel's centre
 

@@ -178,7 +178,8 @@ def check_group_batches(batch_size: int, runtime: Runtime, key: str) -> None:
 
 def resolve_source(config: ml_collections.ConfigDict) -> init_from_lib.Source | None:
   """Checks `config.init_from` (an nvs run or Rhodin's file); None when empty."""
-  return init_from_lib.resolve(config.init_from, task="nvs", runs=("nvs",), files=(synthesis.RHODIN_FILE,),
+  return init_from_lib.resolve(config.init_from, task="nvs", runs=("nvs",),
+                               files=(synthesis.RHODIN_FILE,),
                                file_suffixes=synthesis.RHODIN_SUFFIXES)
 
 

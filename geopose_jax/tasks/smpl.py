@@ -36,6 +36,7 @@ import optax
 
 from geopose_jax import evaluation
 from geopose_jax import skeleton
+from geopose_jax.body import placement
 from geopose_jax.body import procedural, raster, smpl as smpl_lib
 from geopose_jax.errors import ConfigError
 from geopose_jax.models import nvs_synthesis as synthesis
@@ -51,7 +52,6 @@ PyTree = Any
 NUM_VIEWS = 4
 SMPL_INDEX = np.asarray(skeleton.SMPL_TO_H36M_SMPL_INDICES)
 H36M_INDEX = np.asarray(skeleton.SMPL_TO_H36M_H36M_INDICES)
-_Y_UP_TO_CAMERA = np.diag([1.0, -1.0, -1.0]).astype(np.float32)   # half turn about x
 
 
 # ------------------------------------------------------------------------ body and geometry
@@ -64,43 +64,6 @@ def load_body(config: ml_collections.ConfigDict) -> smpl_lib.BodyModel:
     raise ConfigError(f"config.body.num_betas={config.body.num_betas}, but the procedural "
                       f"body has {body.num_betas} shape directions")
   return procedural.procedural_body(detail=config.body.detail, num_betas=config.body.num_betas)
-
-
-def body_in_camera(vertices, joints, root_cam):
-  """Model-frame body (metres, y up) -> camera frame (mm, y down), pelvis on `root_cam`.
-
-  Args:
-    vertices: (B, V, 3); joints: (B, J, 3); root_cam: (B, 3) ground-truth root (mm).
-
-  Returns:
-    vertices (B, V, 3) and joints (B, J, 3) in the camera frame.
-  """
-  flip = jnp.asarray(_Y_UP_TO_CAMERA)
-  pelvis = joints[:, :1]
-  to_cam = lambda x: (x - pelvis) @ flip * 1000.0 + root_cam[:, None]  # noqa: E731
-  return to_cam(vertices), to_cam(joints)
-
-
-def camera_to_world(points, R, t):
-  """(B, N, 3) camera-frame points, (B, 3, 3) world->camera, (B, 3) centres -> world."""
-  return points @ R + t[:, None]
-
-
-def scale_intrinsics(K, factor: float):
-  """Intrinsics of an image resized by `factor` (pixel centres at integer coordinates)."""
-  scale = jnp.asarray([[factor, 0.0, 0.5 * factor - 0.5], [0.0, factor, 0.5 * factor - 0.5],
-                       [0.0, 0.0, 1.0]], K.dtype)
-  return scale @ K
-
-
-def pool_masks(masks, size: int):
-  """(..., H, W) {0, 1} masks -> (..., size, size) coverage fractions (H = W = k size)."""
-  h = masks.shape[-1]
-  if h % size:
-    raise ConfigError(f"config.loss.silhouette_size={size} must divide the mask size {h}")
-  k = h // size
-  m = masks.astype(jnp.float32).reshape(masks.shape[:-2] + (size, k, size, k))
-  return m.mean(axis=(-3, -1))
 
 
 def select_view(x, view):
@@ -214,7 +177,7 @@ def predict(nvs_vars, reg_vars, images, train: bool, *, model, regressor, image_
 def posed_in_camera(body, rot, beta, root_cam):
   """Skinning then `body_in_camera`: (B, 24, 3, 3), (B, S), (B, 3) -> vertices, joints."""
   vertices, joints = smpl_lib.smpl(body, rot, beta, pose_rep="matrix")
-  return body_in_camera(vertices, joints, root_cam)
+  return placement.body_in_camera(vertices, joints, root_cam)
 
 
 def mapped_joint_errors(joints_cam, pose_gt):
@@ -227,7 +190,7 @@ def mapped_joint_errors(joints_cam, pose_gt):
 def render(body, vertices_world, R, t, K, mask_size: int, *, size: int, sigma: float,
            chunk_size: int = 1):
   """(B, V, 3) world meshes into (B, C, ...) cameras at `size` x `size` (masks' `mask_size`)."""
-  K = scale_intrinsics(K, size / mask_size)
+  K = placement.scale_intrinsics(K, size / mask_size)
   return raster.render_silhouettes(vertices_world, body.faces, R, t, K, (size, size),
                                    sigma=sigma, chunk_size=chunk_size)
 
@@ -244,9 +207,9 @@ def sample_terms(rot, beta, pose_gt, R_in, t_in, R, t, K, masks, use_silhouettes
   joint_error = mapped_joint_errors(joints_cam, pose_gt)
 
   def silhouette_terms(vertices_cam):
-    world = camera_to_world(vertices_cam, R_in, t_in)
+    world = placement.camera_to_world(vertices_cam, R_in, t_in)
     sil = render_fn(body, world, R, t, K, masks.shape[-1])
-    targets = pool_masks(masks, silhouette_size)
+    targets = placement.pool_masks(masks, silhouette_size)
     bce = jnp.mean(optax.sigmoid_binary_cross_entropy(_logit(sil), targets), axis=(1, 2, 3))
     return bce, jnp.mean(raster.silhouette_iou(sil, targets), axis=1)
 
@@ -304,9 +267,9 @@ def view_terms(rot, beta, pose_gt, R, t, K, masks, *, body, render_fn, silhouett
   """Per sample of one input view: the 14 mapped SMPL joints `(b, 14, 3)` (camera frame, mm)
   and the silhouette IoU `(b,)` in that view."""
   vertices_cam, joints_cam = posed_in_camera(body, rot, beta, pose_gt[:, 0])
-  world = camera_to_world(vertices_cam, R, t)
+  world = placement.camera_to_world(vertices_cam, R, t)
   sil = render_fn(body, world, R[:, None], t[:, None], K[:, None], masks.shape[-1])
-  iou = raster.silhouette_iou(sil[:, 0], pool_masks(masks, silhouette_size))
+  iou = raster.silhouette_iou(sil[:, 0], placement.pool_masks(masks, silhouette_size))
   return joints_cam[:, SMPL_INDEX], iou
 
 
@@ -371,7 +334,7 @@ def fit_for_pictures(state, images, pose_gt, R, t, K, *, predict_fn, body, sigma
   rot, beta, _ = predict_fn(state["nvs"], {"params": reg.params, "batch_stats": reg.batch_stats},
                             images[:, 0], False)
   vertices_cam, _ = posed_in_camera(body, rot, beta, pose_gt[:, 0, 0])
-  world = camera_to_world(vertices_cam, R[:, 0], t[:, 0])
+  world = placement.camera_to_world(vertices_cam, R[:, 0], t[:, 0])
   size = images.shape[2]
   sil = raster.render_silhouettes(world, body.faces, R, t, K, (size, size), sigma=sigma)
   return sil, vertices_cam
