@@ -61,6 +61,8 @@ def test_train_step_fits_the_normalised_pose_with_the_encoder_frozen():
   config = nvs_pose_config.get_config("demo")
   config.model.net.update(TINY_NET)
   config.model.head_hidden = 16
+  config.model.head_dropout = 0.0
+  config.optim.lr = 1e-2
   config.optim.frozen = nvs_pose.method_frozen(config)
   model = synthesis.build_model(config.model.net)
   head = nvs_pose.build_head(config)
@@ -81,7 +83,7 @@ def test_train_step_fits_the_normalised_pose_with_the_encoder_frozen():
   target = ((poses - poses[:, :1] - mean) / std).reshape(8, -1)
   expected = np.mean((np.asarray(output) - target) ** 2)
   state, first = step(state, batch, jax.random.key(1))
-  np.testing.assert_allclose(float(first["loss"]), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(first["loss"]), expected, rtol=1e-4)
   for i in range(30):
     state, last = step(state, batch, jax.random.key(2 + i))
   assert float(last["loss"]) < 0.5 * float(first["loss"])
@@ -123,6 +125,8 @@ def test_stage1_lowers_the_loss_then_pose_head_then_eval(data_dir, tmp_path):
   pose.data.label_subjects = ("S1",)
   pose.init_from = str(tmp_path / "nvs")
   loop.run(pose, tmp_path / "pose")
+  # --mode=eval never opens the train split: a train selection that cannot be met is unread.
+  pose.data.train_subjects = ("S7",)
   results = loop.run(pose, tmp_path / "pose", mode="eval")["test"]
   written = json.loads((tmp_path / "pose" / "eval" / "test.json").read_text())
   for key in ("mpjpe", "n_mpjpe", "n_mpjpe_rhodin", "pa_mpjpe", "num_frames", "per_action",
