@@ -238,7 +238,8 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
                     info: SequenceInfo, convention: Convention = Convention(),
                     target_key: str = "pose_3d_cam", max_examples: int = 0,
                     extra_metrics: Sequence[str] = (), extra_poses: Sequence[str] = (),
-                    progress: bool = True, desc: str = "eval") -> dict[str, Any]:
+                    progress: bool = True, desc: str = "eval", decimals: int = 1
+                    ) -> dict[str, Any]:
   """Evaluates a per-frame model on every frame of a finite loader.
 
   Args:
@@ -257,6 +258,7 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
     extra_poses: names of other `(B, J, 3)` predictions predict_fn adds (a baseline, an
       ablation); each is reported by its scale-free errors as `<name>_n_mpjpe` and
       `<name>_pa_mpjpe`.
+    decimals: rounding of the table's values (an IoU needs more than 1).
 
   Returns:
     the `summarize` table.
@@ -290,7 +292,7 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
     raise ValueError("the evaluation split holds no valid frame")
   joined = {k: np.concatenate(v) for k, v in parts.items()}
   return summarize({k: v for k, v in joined.items() if k != "_sequence"},
-                   joined["_sequence"], info, convention)
+                   joined["_sequence"], info, convention, decimals)
 
 
 @dataclasses.dataclass(frozen=True)

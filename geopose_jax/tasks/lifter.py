@@ -308,10 +308,6 @@ EVAL_CONVENTION = evaluation.Convention(
                         "n_mpjpe and pa_mpjpe do not depend on it",))
 
 
-def sequence_info(table: poses_data.PoseTable) -> evaluation.SequenceInfo:
-  return evaluation.SequenceInfo.from_names(table.names)
-
-
 def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
                     state, split: str, data_config: ml_collections.ConfigDict | None = None,
                     adapt: Callable[[jax.Array], jax.Array] | None = None) -> dict:
@@ -335,7 +331,7 @@ def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict
 
   extra = ("constant_depth",) + (("unadapted",) if adapt is not None else ())
   return evaluation.evaluate_frames(
-      predict_fn, loader, runtime, info=sequence_info(table), convention=EVAL_CONVENTION,
+      predict_fn, loader, runtime, info=evaluation.SequenceInfo.from_names(table.names), convention=EVAL_CONVENTION,
       max_examples=int(config.eval.max_examples), extra_poses=extra,
       progress=bool(config.train.progress_bar), desc=f"eval {split}")
 
