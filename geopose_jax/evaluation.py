@@ -36,8 +36,13 @@ import tqdm
 
 from geopose_jax import metrics
 from geopose_jax import skeleton
+from geopose_jax.errors import GeoposeError
 
 ROOT_CONVENTIONS = ("both", "target")
+
+
+class NonFinitePredictionError(GeoposeError, FloatingPointError):
+  """The model predicted NaN or Inf: its weights diverged (no metric is meaningful)."""
 SCALE_FREE_METRICS = ("n_mpjpe", "pa_mpjpe")
 
 
@@ -85,6 +90,11 @@ def frame_errors(pred: np.ndarray, target: np.ndarray,
   if pred.shape != target.shape or pred.ndim != 3:
     raise ValueError(f"predictions {pred.shape} and targets {target.shape} must both be "
                      "(N, J, 3)")
+  if not np.all(np.isfinite(pred)):
+    bad = int(np.sum(~np.all(np.isfinite(pred), axis=(1, 2))))
+    raise NonFinitePredictionError(
+        f"{bad} of {len(pred)} predicted poses are NaN or Inf: the model's weights diverged; "
+        "evaluate an earlier checkpoint or retrain with a lower learning rate")
   target_rr = target - target[:, :1]
   pred_rr = pred - pred[:, :1]
   scaled = scale_to(pred_rr, target_rr)
