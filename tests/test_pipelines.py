@@ -161,14 +161,9 @@ def test_labelled_eval_frames_and_sequences(poses_config):
   assert len(batches) == int(np.ceil(test_frames / 8))
   table = poses.load_poses(poses_config, "test")
   np.testing.assert_allclose(batches[0]["pose_3d_cam"], table.pose_3d_cam[:8] * 1000.0)
-  sequences = poses.test_sequences(poses_config)
-  assert len(sequences) == 8 and sum(len(s.pose_2d) for s in sequences) == test_frames
-  walk = [s for s in sequences if s.sequence == "WalkDog"][0]
-  assert walk.action == "WalkDog" and walk.pose_3d_cam.shape == (4, 17, 3)
-  halves = [poses.test_sequences(poses_config, process_index=p, process_count=2)
-            for p in range(2)]
-  assert sorted((s.subject, s.sequence, s.camera) for h in halves for s in h) == sorted(
-      (s.subject, s.sequence, s.camera) for s in sequences)
+  assert len(table.names) == 8 and int(table.length.sum()) == test_frames
+  walk = [i for i, name in enumerate(table.names) if name[2] == "WalkDog"][0]
+  assert table.names[walk][1] == "WalkDog" and table.length[walk] == 4
 
 
 def test_window_indices_edge_padding_and_centre():

@@ -38,7 +38,6 @@ from geopose_jax.geometry import cameras as cameras_lib
 
 # cgspeed CMU units are inches / 0.45; this turns them into millimetres.
 CMU_UNIT_MM = 56.444
-CMU_FPS = 120.0
 
 # The ten clips also bundled as BVH (geopose_jax/assets/cmu_mocap/) -> action
 # (vocab.LIBRARY_ACTIONS). They are in the library too; as files they serve the readers
