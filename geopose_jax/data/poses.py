@@ -1,4 +1,4 @@
-"""2D/3D pose loaders for the lifter, and whole test sequences for temporal evaluation.
+"""2D/3D pose loaders: the pose tables of a split, frame batches for the lifters.
 
 They read `h36m_poses` (one record per subject, sequence and camera; see
 data_prep/h36m_poses): the split's sequences are loaded into memory once (poses are small)
