@@ -16,6 +16,7 @@ import datetime
 import os
 import re
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -83,9 +84,33 @@ def _parse_flags_or_exit(argv: list[str]) -> list[str]:
 
 
 def _run():
+  from geopose_jax.errors import GeoposeError  # pylint: disable=g-import-not-at-top
   try:
     app.run(main, flags_parser=_parse_flags_or_exit)
-  except KeyboardInterrupt:
+  except GeoposeError as error:
+    # A mistake the user can fix: the message says what and how; a traceback would bury it.
+    sys.stdout.flush()
+    message = " ".join(str(error).split())
+    sys.stderr.write(f"launch.py: {type(error).__name__}: {message}\n")
+    sys.exit(2)
+  except KeyboardInterrupt as interrupt:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if type(interrupt).__name__ == "SaveInterruptedError":
+      # Checkpoint threads may still be running; waiting for them is what the user refused.
+      # They may have created the save's temporary folder after the loop removed it, so it
+      # is removed again as the last thing before exiting.
+      # A thread can still recreate it in the instant before exit; the next launch removes
+      # any such leftover when it opens the checkpoints.
+      # The abandoned threads' own complaints (closed event loops, missing folders) say
+      # nothing the user needs: stderr goes quiet for the last instant.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+      from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+      for _ in range(3):
+        checkpoint.remove_temporary_folders(interrupt.checkpoint_dir)
+        time.sleep(0.05)
+      checkpoint.remove_temporary_folders(interrupt.checkpoint_dir)
+      os._exit(130)  # pylint: disable=protected-access
     sys.exit(130)
 
 

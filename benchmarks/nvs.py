@@ -5,13 +5,15 @@ r"""Throughput and memory of the NVS network (Rhodin et al. 2018): train step an
     python benchmarks/nvs.py --dtype=bfloat16         # mixed precision (GPU/TPU)
     python benchmarks/nvs.py --steps=3 --out=nvs_bench.json
 
-One train step is what stage 1 does per batch: encode, rotate the latent points into the
-target camera, decode with the partner frame's appearance over the target background,
-L1 + 2 x perceptual loss (frozen ResNet-18 features of [output; target], one pass), the
-gradient of the trained parameters (conv1..layer2 frozen, as the original) and an Adam
-update. Inference is the evaluation path: encode + rotate + decode in eval mode; `encode`
-alone is the pose path. Inputs are random; the timings do not depend on their values.
-Runs on the default JAX device; JSON goes to stdout and to --out.
+One train step is the nvs task's own jitted step (`loop.jit_train_step` on the task that
+configs/nvs.py builds, the function training runs): the original's random batch
+composition, encode, rotate the latent points into the target camera, decode with the
+partner frame's appearance over the target background, L1 + 2 x perceptual loss (a frozen
+ResNet-18), the gradient of the trained parameters (conv1..layer2 frozen, as the original)
+and an Adam update; --dtype sets the NVS network's computation dtype. Inference is the
+evaluation path: encode + rotate + decode in eval mode; `encode` alone is the pose path.
+Inputs are random; the timings do not depend on their values. Runs on the task's mesh (every
+local device); JSON goes to stdout and to --out.
 """
 
 from __future__ import annotations
@@ -20,20 +22,23 @@ import argparse
 import pathlib
 import resource
 import sys
+import tempfile
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from geopose_jax.models import nvs  # noqa: E402
-from geopose_jax.models import resnet  # noqa: E402
+from geopose_jax.models import nvs_synthesis as synthesis  # noqa: E402
+from geopose_jax.train import loop  # noqa: E402
+from geopose_jax.train import mesh  # noqa: E402
+from geopose_jax.train import optim  # noqa: E402
 
 VARIANTS = ("paper", "demo")
 
@@ -57,12 +62,6 @@ def fake_batch(batch_size: int, size: int, seed: int = 0) -> dict[str, np.ndarra
           "R": (q * np.sign(np.linalg.det(q))[:, None, None]).astype(np.float32)}
 
 
-def pairings(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Target = the other view of each pair; appearance = the same view of the other frame."""
-  index = np.arange(batch_size)
-  return index ^ 1, index ^ 2
-
-
 def host_variables(shapes: Any, seed: int = 0) -> Any:
   """Variables filled on the host (He-scaled kernels, unit BatchNorm): no RNG to compile."""
   rng = np.random.default_rng(seed)
@@ -78,67 +77,31 @@ def host_variables(shapes: Any, seed: int = 0) -> Any:
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def make_optimizer(params: Any, frozen_prefixes=nvs.STAGE1_FROZEN_PREFIXES):
-  """Adam on the trained parameters; zero updates (no moments) for the frozen ones."""
-  labels = jax.tree.map(lambda frozen: "frozen" if frozen else "trained",
-                        nvs.path_mask(params, frozen_prefixes))
-  return optax.multi_transform({"trained": optax.adam(1e-3), "frozen": optax.set_to_zero()},
-                               labels)
+def task_config(variant: str, batch_size: int, dtype: str):
+  """configs/nvs.py at the variant's network, with the paper's losses and frozen layers."""
+  from configs import nvs as nvs_config  # pylint: disable=g-import-not-at-top
+  config = nvs_config.get_config("demo" if variant == "demo" else None)
+  # The paper's losses and freezing on either network (the CPU demo drops both).
+  config.loss.perceptual_without_weights = "random"
+  config.optim.frozen = nvs_config.STAGE1_FROZEN
+  config.train.batch_size = config.eval.batch_size = batch_size
+  if dtype != "float32":
+    with config.unlocked():
+      config.model.net.dtype = dtype
+  return config
 
 
-def make_steps(model: nvs.NVSModel, perceptual: resnet.ResNet18Features, batch_size: int):
-  """(initial state, train_step(state, batch, rng), synthesize, encode) for the benchmark."""
-  target, appearance = pairings(batch_size)
-  size = model.image_size
-  images = jnp.zeros((batch_size, size, size, 3))
-  variables = host_variables(jax.eval_shape(model.init, jax.random.key(0), images, images))
-  features = host_variables(jax.eval_shape(perceptual.init, jax.random.key(0), images), 1)
-  tx = make_optimizer(variables["params"])
-  state = {"variables": variables, "features": features,
-           "opt_state": jax.jit(tx.init)(variables["params"])}
-
-  def compose(batch):
-    images = nvs.normalize_image(batch["image"])
-    backgrounds = nvs.normalize_image(batch["background"])[target]
-    rotations = batch["R"][target] @ jnp.swapaxes(batch["R"], 1, 2)
-    return images, backgrounds, rotations
-
-  def synthesize(variables, batch, train, rng=None):
-    images, backgrounds, rotations = compose(batch)
-
-    def forward(module):
-      app, geometry = module.encode(images, train)
-      geometry = nvs.rotate_latent(geometry, rotations)
-      return module.decode(app[appearance], geometry, backgrounds, train)
-
-    if train:
-      return model.apply(variables, method=forward, rngs={"dropout": rng},
-                         mutable=["batch_stats"])
-    return model.apply(variables, method=forward)
-
-  def train_step(state, batch, rng):
-    variables = state["variables"]
-    targets = nvs.normalize_image(batch["image"])[target]
-
-    def loss_fn(params):
-      output, updates = synthesize({"params": params,
-                                    "batch_stats": variables["batch_stats"]}, batch, True, rng)
-      l1 = jnp.abs(output - targets).mean()
-      feats = perceptual.apply(state["features"], jnp.concatenate([output, targets]))
-      perceptual_loss = sum(jnp.abs(f[:batch_size] - jax.lax.stop_gradient(f[batch_size:])
-                                    ).mean() for f in feats) / len(feats)
-      return l1 + 2.0 * perceptual_loss, updates
-
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
-    step, opt_state = tx.update(grads, state["opt_state"], variables["params"])
-    params = optax.apply_updates(variables["params"], step)
-    return {"variables": {"params": params, "batch_stats": updates["batch_stats"]},
-            "features": state["features"], "opt_state": opt_state}, loss
-
-  def encode(variables, images):
-    return model.apply(variables, nvs.normalize_image(images), method="encode")
-
-  return state, train_step, synthesize, encode
+def make_task(config):
+  """(task, runtime, initial state) on every local device; variables filled on the host."""
+  runtime = mesh.make_runtime(tempfile.mkdtemp(prefix="nvs_bench_"))
+  task = loop.build_task(config, runtime)
+  shapes = jax.eval_shape(task.init, jax.random.key(0))
+  variables = host_variables({"params": shapes.params, "batch_stats": shapes.batch_stats})
+  tx = optim.make_optimizer(config.optim, variables["params"])
+  state = shapes.replace(step=np.int32(0), params=variables["params"],
+                         batch_stats=variables["batch_stats"],
+                         opt_state=jax.jit(tx.init)(variables["params"]))
+  return task, runtime, jax.device_put(state, runtime.replicated)
 
 
 def _time(fn, warmup: int, steps: int) -> tuple[float, float]:
@@ -170,14 +133,14 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
   batch_size = batch_size or default_batch
   if batch_size % 4:
     raise ValueError(f"batch size {batch_size} must be a multiple of 4 (pairs of views x 2 frames)")
-  compute_dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
-  model = nvs.NVSModel(**{**fields, "dtype": compute_dtype})
-  perceptual = resnet.ResNet18Features(do_maxpooling=True, dtype=compute_dtype)
+  config = task_config(variant, batch_size, dtype)
   start = time.perf_counter()
-  state, train_step, synthesize, encode = make_steps(model, perceptual, batch_size)
+  task, runtime, state = make_task(config)
+  model = synthesis.build_model(config.model.net)
   setup_s = time.perf_counter() - start
-  batch = jax.device_put(fake_batch(batch_size, model.image_size))
-  step_fn = jax.jit(train_step, donate_argnums=(0,))
+  host_batch = fake_batch(batch_size, model.image_size)
+  batch = runtime.shard_batch(host_batch)
+  step_fn = loop.jit_train_step(task, runtime)
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch, jax.random.key(1)).compile()
   compile_s = time.perf_counter() - start
@@ -185,31 +148,42 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
 
   def one_step():
     holder["i"] += 1
-    holder["state"], loss = compiled(holder["state"], batch, jax.random.key(holder["i"]))
-    jax.block_until_ready(loss)
+    holder["state"], metrics = compiled(holder["state"], batch, jax.random.key(holder["i"]))
+    jax.block_until_ready(metrics["loss"])
 
   step_s, step_cpu_s = _time(one_step, warmup, steps)
   train_memory = _memory(compiled)
 
-  variables = holder["state"]["variables"]
-  synth = jax.jit(lambda v, b: synthesize(v, b, False)).lower(variables, batch).compile()
-  enc = jax.jit(encode).lower(variables, batch["image"]).compile()
+  trained = holder["state"]
+  variables = {"params": trained.params, "batch_stats": trained.batch_stats}
+  size = model.image_size
+  target = np.arange(batch_size) ^ 1
+  rotations = jnp.asarray(host_batch["R"][target] @ np.swapaxes(host_batch["R"], 1, 2))
+  images = jnp.asarray(host_batch["image"])
+  backgrounds = jnp.asarray(host_batch["background"][target])
+  synth = jax.jit(lambda v, x, b: synthesis.synthesize(
+      model, v, synthesis.prepare_images(x, size), rotations, None,
+      synthesis.prepare_images(b, size), train=False)[0]).lower(
+          variables, images, backgrounds).compile()
+  enc = jax.jit(lambda v, x: synthesis.encode(
+      model, v, synthesis.prepare_images(x, size))).lower(variables, images).compile()
   repeats = max(steps, 3)
-  synth_s, synth_cpu_s = _time(lambda: jax.block_until_ready(synth(variables, batch)), warmup,
-                               repeats)
-  encode_s, encode_cpu_s = _time(lambda: jax.block_until_ready(enc(variables, batch["image"])),
+  synth_s, synth_cpu_s = _time(
+      lambda: jax.block_until_ready(synth(variables, images, backgrounds)), warmup, repeats)
+  encode_s, encode_cpu_s = _time(lambda: jax.block_until_ready(enc(variables, images)),
                                  warmup, repeats)
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
-  params = variables["params"]
-  frozen_mask = nvs.path_mask(params, nvs.STAGE1_FROZEN_PREFIXES)
-  frozen = sum(int(np.size(p)) for p, m in zip(jax.tree.leaves(params),
-                                                jax.tree.leaves(frozen_mask)) if m)
+  params = trained.params
+  labels = optim.frozen_labels(params, tuple(config.optim.frozen))
+  frozen = sum(int(np.size(p)) for p, label in zip(jax.tree.leaves(params),
+                                                    jax.tree.leaves(labels))
+               if label == optim.FROZEN)
   return {
       "task": "nvs",
       "variant": variant,
       **report.device_facts(),
-      "num_devices_used": 1,
+      "num_devices_used": int(runtime.mesh.devices.size),
       "dtype": dtype,
       "image_size": model.image_size,
       "batch_size": batch_size,

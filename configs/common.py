@@ -31,7 +31,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.train.log_every = 50           # metrics -> metrics.jsonl, TensorBoard, progress bar
   config.train.eval_every = 1_000       # 0: evaluate only at the end
   config.train.checkpoint_every = 1_000
-  config.train.keep_checkpoints = 3
+  config.train.keep_checkpoints = 3     # >= 1
+  # Train from step 0 in a workdir whose checkpoints are all unusable (moved aside).
+  config.train.restart = False
   config.train.viz_every = 0            # 0: draw only at the end
   config.train.progress_bar = True
 
@@ -39,10 +41,13 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.data.data_dir = default_data_dir()
   config.data.num_workers = 0           # Grain worker processes (0: decode in the main process)
   config.data.prefetch = 2              # batches each worker keeps ready
+  config.data.read_threads = 4          # threads decoding records ahead of batching, per process
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 64
   config.eval.max_examples = 0          # 0: the whole split
+  # --mode=eval writes its tables here ('' : <workdir>/eval); for read-only archived runs.
+  config.eval.output = ""
 
   config.viz = ml_collections.ConfigDict()
   config.viz.num_examples = 4

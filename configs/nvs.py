@@ -9,6 +9,9 @@ ImageNet weights are optional: --config.model.encoder_weights=<torchvision resne
 and --config.model.perceptual_weights=<torchvision resnet18 .pth>. Without them the encoder
 starts from scratch and the perceptual loss uses a frozen randomly initialised ResNet-18
 (--config.loss.perceptual_without_weights=off drops the term).
+
+--config.init_from starts from an nvs run's workdir or from Rhodin et al.'s
+network_best_val_t1.pth (the paper's network).
 """
 
 import ml_collections
@@ -22,6 +25,10 @@ PAPER_NET = dict(
     to_vec_channels=(512, 128), to_vec_padded=False, bottleneck_num_latent_points=200,
     appearance_dim=128, decoder_channels=(32, 64, 128, 256), dropout=0.3, image_size=128,
     frozen_stem_batch_stats=False)
+
+# The encoder layers the original freezes in stage 1 (sensible with ImageNet weights; from
+# scratch those layers stay random, which still trains, but slower): optim.frozen patterns.
+STAGE1_FROZEN = ("encoder/conv1/.*", "encoder/bn1/.*", "encoder/layer1/.*", "encoder/layer2/.*")
 
 # A narrow, shallow network at 64x64 for CPU demos: same structure, fewer channels
 # (thinnest at full resolution, where a decoder spends most of its time).
@@ -38,10 +45,6 @@ def model_config(net: dict) -> ml_collections.ConfigDict:
   # Optional torchvision checkpoints (ImageNet weights); '' = none.
   model.encoder_weights = ""
   model.perceptual_weights = ""
-  # Freeze conv1..layer2 of the encoder as the original does (sensible with ImageNet
-  # weights; from scratch those layers stay random, which still trains, but slower).
-  model.freeze_low_level = True
-  model.frozen_layers = ("encoder/conv1", "encoder/bn1", "encoder/layer1", "encoder/layer2")
   return model
 
 
@@ -64,8 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Without model.perceptual_weights: 'random' (frozen random ResNet-18) or 'off'.
   config.loss.perceptual_without_weights = "random"
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 1e-3
+  config.optim = common.optim_config(1e-3, frozen=STAGE1_FROZEN)
 
   config.train.batch_size = 32            # 8 groups of [t a, t b, t' c, t' d]
   config.train.steps = 400_000
@@ -84,7 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = model_config(DEMO_NET)
     # From scratch on a CPU: train the whole encoder and drop the perceptual term (a
     # random ResNet-18 would cost ~3x the rest of the step for little gain).
-    config.model.freeze_low_level = False
+    config.optim.frozen = ()
     config.loss.perceptual_without_weights = "off"
     config.train.batch_size = 16
     # Measured on 2 idle CPU cores: ~7 steps/s; the L1 loss falls from ~0.44 to ~0.09 in the

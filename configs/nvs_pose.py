@@ -8,7 +8,8 @@
 
 Labels: --config.data.label_subjects='("S1",)' (default; '()' = every training subject)
 and --config.data.label_fraction=0.1 (a random, seeded fraction of those frames).
-With init_from, model.net is read from the stage-1 run's config.json.
+--config.init_from takes an nvs run, an nvs_pose run or Rhodin et al.'s
+network_best_val_t1.pth; with a run, model.net is read from its config.json.
 """
 
 import ml_collections
@@ -34,8 +35,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.head_layers = 2
   config.model.head_dropout = 0.5
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 1e-3
+  # The method's frozen parts (the NVS network; supervised, its decoder) are added to
+  # optim.frozen when the run starts (see config.json).
+  config.optim = common.optim_config(1e-3)
 
   config.train.batch_size = 32
   config.train.steps = 20_000

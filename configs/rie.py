@@ -70,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.viz.split = "test"
   config.viz.subject = "S11"
-  config.viz.action = "Walking"
+  config.viz.action = "walking"  # the synthetic default's action names (vocab.LIBRARY_ACTIONS)
   config.viz.camera = 0
   config.viz.downsample = 2
   config.viz.max_frames = 60

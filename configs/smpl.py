@@ -49,8 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.silhouette_sigma = 0.3             # edge softness, squared pixels
   config.loss.chunk_size = 1                     # silhouettes rendered at once
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 1e-4
+  config.optim = common.optim_config(1e-4)
 
   config.train.batch_size = 64
   config.train.steps = 20_000

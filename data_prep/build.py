@@ -10,12 +10,16 @@ config: `synthetic_multiview/tiny`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import pathlib
+import shutil
 import sys
 import time
 
 from geopose_jax.data import builders
+from geopose_jax.data import integrity
 from geopose_jax.errors import GeoposeError
 
 # Dataset name -> module exposing `ensure_built`.
@@ -57,16 +61,51 @@ def dataset_module(name: str):
   return importlib.import_module(REGISTRY[dataset])
 
 
-def ensure_built(name: str, data_dir: str | os.PathLike | None = None, **options):
+def ensure_built(name: str, data_dir: str | os.PathLike | None = None, rebuild: bool = False,
+                 **options):
   """Builds `name` into `data_dir` (default configs.common.default_data_dir()) if absent.
 
-  Returns the prepared TFDS builder. `options` (e.g. manual_dir) go to the dataset's own
-  `ensure_built`.
+  Returns the prepared TFDS builder, checked whole (geopose_jax.data.integrity): a damaged
+  copy raises DatasetError, or with `rebuild=True` is deleted and built again. A failed
+  build leaves no empty folders behind. `options` (e.g. manual_dir) go to the dataset's
+  own `ensure_built`.
   """
   if data_dir is None:
     from configs import common  # pylint: disable=g-import-not-at-top
     data_dir = common.default_data_dir()
-  return dataset_module(name).ensure_built(name, os.fspath(data_dir), **options)
+  module = dataset_module(name)
+  with _no_empty_folders_on_failure(pathlib.Path(data_dir)):
+    builder = module.ensure_built(name, os.fspath(data_dir), **options)
+    if integrity.dataset_problems(builder.data_dir) and rebuild:
+      print(f"Rebuilding {name}: {'; '.join(integrity.dataset_problems(builder.data_dir))}",
+            flush=True)
+      shutil.rmtree(os.fspath(builder.data_dir))
+      builder = module.ensure_built(name, os.fspath(data_dir), **options)
+    integrity.check_dataset(builder.data_dir, name)
+  return builder
+
+
+@contextlib.contextmanager
+def _no_empty_folders_on_failure(data_dir: pathlib.Path):
+  """On an exception, removes the folders the attempt created that hold no file of a
+  dataset (empty ones, and new dataset folders holding only TFDS's .config)."""
+  before = {p for p in data_dir.rglob("*") if p.is_dir()} if data_dir.is_dir() else set()
+  existed = data_dir.is_dir()
+  try:
+    yield
+  except BaseException:
+    if data_dir.is_dir():
+      new = sorted((p for p in data_dir.rglob("*") if p.is_dir() and p not in before),
+                   key=lambda p: len(p.parts), reverse=True)
+      for folder in new:
+        if folder.name == ".config" and folder.parent in new:
+          shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+          folder.rmdir()  # Only succeeds when empty.
+      if not existed:
+        with contextlib.suppress(OSError):
+          data_dir.rmdir()
+    raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="h36m_poses only: a VideoPose3D-format 3D file (data_3d_h36m.npz)")
   parser.add_argument("--npz_2d", default=None,
                       help="h36m_poses only: a VideoPose3D-format 2D file (gt, cpn, detectron, ...)")
+  parser.add_argument("--rebuild", action="store_true",
+                      help="delete a damaged copy (missing or truncated files) and build again")
   args = parser.parse_args(argv)
   options = {"manual_dir": args.manual_dir} if args.manual_dir else {}
+  if args.rebuild:
+    options["rebuild"] = True
   if args.npz_3d or args.npz_2d:
     if not str(args.name).startswith("h36m_poses"):
       parser.error("--npz_3d/--npz_2d are for h36m_poses")

@@ -36,8 +36,13 @@ import tqdm
 
 from geopose_jax import metrics
 from geopose_jax import skeleton
+from geopose_jax.errors import GeoposeError
 
 ROOT_CONVENTIONS = ("both", "target")
+
+
+class NonFinitePredictionError(GeoposeError, FloatingPointError):
+  """The model predicted NaN or Inf: its weights diverged (no metric is meaningful)."""
 SCALE_FREE_METRICS = ("n_mpjpe", "pa_mpjpe")
 
 
@@ -85,6 +90,11 @@ def frame_errors(pred: np.ndarray, target: np.ndarray,
   if pred.shape != target.shape or pred.ndim != 3:
     raise ValueError(f"predictions {pred.shape} and targets {target.shape} must both be "
                      "(N, J, 3)")
+  if not np.all(np.isfinite(pred)):
+    bad = int(np.sum(~np.all(np.isfinite(pred), axis=(1, 2))))
+    raise NonFinitePredictionError(
+        f"{bad} of {len(pred)} predicted poses are NaN or Inf: the model's weights diverged; "
+        "evaluate an earlier checkpoint or retrain with a lower learning rate")
   target_rr = target - target[:, :1]
   pred_rr = pred - pred[:, :1]
   scaled = scale_to(pred_rr, target_rr)
@@ -240,7 +250,8 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
                     info: SequenceInfo, convention: Convention = Convention(),
                     target_key: str = "pose_3d_cam", max_examples: int = 0,
                     extra_metrics: Sequence[str] = (), extra_poses: Sequence[str] = (),
-                    progress: bool = True, desc: str = "eval") -> dict[str, Any]:
+                    progress: bool = True, desc: str = "eval", decimals: int = 1
+                    ) -> dict[str, Any]:
   """Evaluates a per-frame model on every frame of a finite loader.
 
   Args:
@@ -259,6 +270,7 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
     extra_poses: names of other `(B, J, 3)` predictions predict_fn adds (a baseline, an
       ablation); each is reported by its scale-free errors as `<name>_n_mpjpe` and
       `<name>_pa_mpjpe`.
+    decimals: rounding of the table's values (an IoU needs more than 1).
 
   Returns:
     the `summarize` table.
@@ -292,7 +304,7 @@ def evaluate_frames(predict_fn: Callable[[Mapping[str, np.ndarray]], Any],
     raise ValueError("the evaluation split holds no valid frame")
   joined = {k: np.concatenate(v) for k, v in parts.items()}
   return summarize({k: v for k, v in joined.items() if k != "_sequence"},
-                   joined["_sequence"], info, convention)
+                   joined["_sequence"], info, convention, decimals)
 
 
 @dataclasses.dataclass(frozen=True)

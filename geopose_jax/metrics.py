@@ -121,11 +121,10 @@ def auc(pred, target, thresholds=AUC_THRESHOLDS_MM, root: int | None = 0,
 def _action_names(actions) -> list[str]:
   actions = np.asarray(actions)
   if np.issubdtype(actions.dtype, np.integer):
-    bad = actions[(actions < 0) | (actions >= len(vocab.ACTIONS))]
-    if bad.size:
-      raise ValueError(f"action codes {sorted(set(bad.tolist()))} are outside "
-                       f"0..{len(vocab.ACTIONS) - 1} (vocab.ACTIONS)")
-    return [vocab.ACTIONS[i] for i in actions.reshape(-1)]
+    # Codes index each dataset's own vocabulary (PoseTable.action_names, ...): only the
+    # caller can turn them into names.
+    raise ValueError("h36m_protocol takes action names, not integer codes; map codes through "
+                     "the loaded data's action_names first")
   return [str(a) for a in actions.reshape(-1)]
 
 
@@ -138,7 +137,7 @@ def h36m_protocol(errors: Mapping[str, Any], actions, decimals: int = 1) -> dict
 
   Args:
     errors: metric name -> (N,) per-frame values (e.g. {"mpjpe": ..., "pa_mpjpe": ...}).
-    actions: (N,) action names, or int codes into `vocab.ACTIONS`.
+    actions: (N,) action names.
     decimals: rounding of the reported values (0.1 mm by default).
 
   Returns:
@@ -160,7 +159,7 @@ def h36m_protocol(errors: Mapping[str, Any], actions, decimals: int = 1) -> dict
                        f"{num_frames} frames")
     values[metric] = v
   names_array = np.asarray(names)
-  order = {name: i for i, name in enumerate(vocab.ACTIONS)}
+  order = {name: i for i, name in enumerate(vocab.H36M_ACTIONS + vocab.LIBRARY_ACTIONS)}
   present = sorted(set(names), key=lambda a: (order.get(a, len(order)), a))
   per_action = {}
   raw_means = {metric: [] for metric in values}

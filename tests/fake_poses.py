@@ -215,3 +215,21 @@ def tiny_multiview_run(config, data_dir: str, name: str, steps: int, batch_size:
   config.eval.batch_size = batch_size
   config.viz.num_examples = 2
   return config
+
+
+# A small NVSModel for model tests (128x128 input, narrow layers).
+SMALL_NVS_CONFIG = dict(
+    encoder_depth=(1, 1, 1), width=16, block="bottleneck", layer4_reg_blocks=1,
+    to_vec_channels=(64, 32), bottleneck_num_latent_points=32, appearance_dim=16,
+    decoder_channels=(8, 16, 32, 64), dropout=0.3, image_size=128)
+
+
+def small_nvs_model(**overrides):
+  """The small NVSModel with any field overridden (unknown fields fail)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from geopose_jax.models import nvs  # pylint: disable=g-import-not-at-top
+  fields = {f.name for f in dataclasses.fields(nvs.NVSModel)}
+  unknown = set(overrides) - fields
+  if unknown:
+    raise ValueError(f"unknown NVSModel fields {sorted(unknown)}")
+  return nvs.NVSModel(**{**SMALL_NVS_CONFIG, **overrides})

@@ -5,6 +5,7 @@ import pytest
 
 from geopose_jax.data import bvh
 from geopose_jax.data import motion
+from geopose_jax.errors import InputError
 
 _TINY = """HIERARCHY
 ROOT Hips
@@ -78,7 +79,7 @@ def test_bad_input_gives_clear_errors(tmp_path):
     bvh.read_bvh(tmp_path / "nope.bvh")
   bad = tmp_path / "bad.bvh"
   bad.write_text(_TINY.replace("Frames: 3", "Frames: 4"))
-  with pytest.raises(ValueError, match="bad.bvh.*4 frames"):
+  with pytest.raises(InputError, match=r"bad.bvh, line 31: 3 frames .* Frames: 4"):
     bvh.read_bvh(bad)
   with pytest.raises(KeyError, match="Neck"):
     bvh.parse_bvh(_TINY).index("Neck")
@@ -90,3 +91,37 @@ def test_bundled_clip_has_expected_layout():
   assert len(m.names) == 38 and m.motion.shape == (174, 96)
   assert m.channels[0] == ("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation",
                            "Xrotation")
+
+
+_LAST_FRAME = "0 0 0 0 0 0 90 0 0 0 0 90 0 0 0"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("Frames: 3", "Frames: three", r"line 27: Frames: must be an integer, found 'three'"),
+    ("Frame Time: 0.5", "Frame Time: 0", r"line 28: Frame Time: 0; expected a positive"),
+    ("OFFSET 1 0 0", "OFFSET 1 x 0", r"line 12: OFFSET of 'Arm' must be a number"),
+    (_LAST_FRAME, _LAST_FRAME.replace("90", "abc", 1), r"line 31: .*found 'abc'"),
+    (_LAST_FRAME, _LAST_FRAME + " 7", r"line 31: 16 values in this frame; .* 15 channels"),
+    (_LAST_FRAME, _LAST_FRAME.replace("90", "nan", 1), r"line 31: motion value nan in channel 6"),
+    ("10 20 30", "10 inf 30", r"line 30: motion value inf in channel 1"),
+    ("MOTION\nFrames: 3\nFrame Time: 0.5\n", "", r"no 'Frame Time:' line"),
+    ("CHANNELS 3 Zrotation Yrotation Xrotation\n    JOINT Arm", "CHANNELS 3 Zrotation\n"
+     "    JOINT Arm", r"line 10: 'JOINT' is not a channel \(joint 'Chest' declares 3"),
+])
+def test_malformed_file_names_the_file_and_line(tmp_path, old, new, message):
+  assert old in _TINY
+  path = tmp_path / "clip.bvh"
+  path.write_text(_TINY.replace(old, new, 1))
+  with pytest.raises(InputError, match=r"clip.bvh.*" + message):
+    bvh.read_bvh(path)
+
+
+def test_gzipped_file_reads_the_same(tmp_path):
+  import gzip
+  path = tmp_path / "clip.bvh.gz"
+  with gzip.open(path, "wt") as f:
+    f.write(_TINY)
+  np.testing.assert_array_equal(bvh.read_bvh(path).motion, bvh.parse_bvh(_TINY).motion)
+  (tmp_path / "broken.bvh.gz").write_bytes(b"not gzip at all")
+  with pytest.raises(InputError, match="broken.bvh.gz"):
+    bvh.read_bvh(tmp_path / "broken.bvh.gz")

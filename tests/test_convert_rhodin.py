@@ -22,6 +22,7 @@ from geopose_jax.errors import InputError
 from geopose_jax.models import nvs
 from geopose_jax.models import pose_head as pose_head_lib
 from geopose_jax.models import resnet
+import fake_poses  # tests/ is on sys.path under pytest
 
 PAPER = dict(depth=(3, 4, 6), width=64, reg_blocks=3, to_vec=(512, 128), points=200,
              appearance=128, filters=(32, 64, 128, 256), image=128, hidden=2048)
@@ -339,7 +340,7 @@ def test_errors_name_the_bad_keys(small):
   rhodin.convert_state_dict(trimmed, model, head)
   # A model of another size fails on shapes, not deep inside JAX.
   with pytest.raises(ValueError, match="mis-shaped"):
-    rhodin.convert_state_dict(sd, nvs.small_nvs_model(appearance_dim=8), head)
+    rhodin.convert_state_dict(sd, fake_poses.small_nvs_model(appearance_dim=8), head)
 
 
 def test_load_from_npz_file(small, tmp_path):

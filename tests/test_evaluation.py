@@ -156,3 +156,11 @@ def test_procrustes_removes_rotation_scale_and_shift_but_the_scale_fit_does_not(
   for name in ("pa_mpjpe", "n_mpjpe"):
     np.testing.assert_allclose(errors[name], 0.0, atol=1e-3)
   assert np.all(errors["mpjpe"] > 50.0)      # plain MPJPE sees the wrong scale
+
+
+def test_non_finite_predictions_are_named_not_crashed_on():
+  target = _pose(6)
+  pred = target.copy()
+  pred[1, 3, 0] = np.nan
+  with pytest.raises(evaluation.NonFinitePredictionError, match="1 of 5 predicted poses"):
+    evaluation.frame_errors(pred, target)

@@ -216,3 +216,33 @@ def test_registered_npz_config_reads_the_manual_folder(tmp_path):
   assert {_text(r["action"]) for r in records} == {"Greeting"}
   with pytest.raises(FileNotFoundError, match="Manual directory .* does not exist"):
     h36m_poses.ensure_built("h36m_poses/npz", tmp_path / "other")
+
+
+def test_free_sequence_names_build_and_load(tmp_path):
+  """Any sequence name builds; Human3.6M names are canonicalised, others are their own
+  action; the loaders' codes index the table's own vocabularies."""
+  import ml_collections
+  from geopose_jax.data import poses as poses_lib
+  from geopose_jax.data import windows
+  sequences = {"S1": {"Dance": 5, "Walking 1": 4, "my clip_2": 3}, "S9": {"Dance": 4}}
+  path_3d, path_2d = fake_poses.write_videopose3d_npz(tmp_path / "in", sequences)
+  h36m_poses.ensure_built("h36m_poses", tmp_path / "data", npz_3d=str(path_3d),
+                          npz_2d=str(path_2d))
+  config = ml_collections.ConfigDict({
+      "name": "h36m_poses", "data_dir": str(tmp_path / "data"), "npz_3d": str(path_3d),
+      "npz_2d": str(path_2d), "num_workers": 0, "receptive_field": 3})
+  table = poses_lib.load_poses(config, "train")
+  assert table.action_names == ("Walking", "Dance", "my clip_2")  # canonical first
+  assert table.subject_names == ("S1",)
+  assert {n[2] for n in table.names} == {"Dance", "Walking 1", "my clip_2"}
+  batch = next(iter(poses_lib.labelled_frames(config, split="train", global_batch_size=8)))
+  for b in (batch, next(iter(windows.rie_windows(config, split="train", global_batch_size=8,
+                                                 shuffle=False, num_epochs=1)))):
+    sequence = b["sequence"][b["valid"]]
+    names = np.asarray(table.names)[sequence]
+    np.testing.assert_array_equal(np.asarray(table.action_names)[b["action"][b["valid"]]],
+                                  [builder_lib.sequence_action(n[2]) for n in names])
+  test = poses_lib.load_poses(config, "test")
+  assert test.action_names == ("Dance",) and test.subject_names == ("S9",)
+  assert builder_lib.sequence_action("Walking 1") == "Walking"
+  assert builder_lib.sequence_action(" Dance ") == "Dance"

@@ -13,6 +13,7 @@ from geopose_jax.errors import InputError
 
 from configs import lifter as lifter_config
 from geopose_jax import adversarial
+from geopose_jax import lifting
 from geopose_jax.geometry import rotations
 from geopose_jax.geometry import virtual_camera
 from geopose_jax.models import lifter as lifter_lib
@@ -62,8 +63,8 @@ def test_identity_rotation_and_perfect_lifter_give_zero_consistency_loss():
 
   eye = jnp.broadcast_to(jnp.eye(3), (4, 3, 3))
   for pivot in ("root", "fixed"):
-    out = task_lib.cycle(perfect_lift, x, eye, pivot=pivot, depth_offset=C)
-    losses = task_lib.consistency_losses(out, x)
+    out = lifting.cycle(perfect_lift, x, eye, pivot=pivot, depth_offset=C)
+    losses = lifting.consistency_losses(out, x)
     assert float(losses["cycle_2d"]) < 1e-12 and float(losses["cycle_3d"]) < 1e-10
     np.testing.assert_allclose(out["lifted"], truth, rtol=1e-5)
 
@@ -82,12 +83,12 @@ def test_perfect_lifter_under_a_real_rotation_closes_the_cycle():
     np.testing.assert_allclose(lifter_lib.project(pose_3d), pose_2d, rtol=1e-5, atol=1e-6)
     return pose_3d
 
-  out = task_lib.cycle(perfect_lift, x, rotation, pivot="root", depth_offset=C)
-  losses = task_lib.consistency_losses(out, x)
+  out = lifting.cycle(perfect_lift, x, rotation, pivot="root", depth_offset=C)
+  losses = lifting.consistency_losses(out, x)
   assert float(losses["cycle_2d"]) < 1e-10 and float(losses["cycle_3d"]) < 1e-10
   # A wrong lifter (flat poses) does not close it.
   flat = lambda p: lifter_lib.unproject(p, jnp.full(p.shape[:-1], C))
-  wrong = task_lib.consistency_losses(task_lib.cycle(flat, x, rotation), x)
+  wrong = lifting.consistency_losses(lifting.cycle(flat, x, rotation), x)
   assert float(wrong["cycle_2d"]) > 1e-6
 
 
@@ -143,8 +144,8 @@ def test_gradients_reach_the_lifter_through_both_lift_passes():
     def lift(p):
       return lifter.apply({"params": next(passes), "batch_stats": state.batch_stats}, p)
 
-    out = task_lib.cycle(lift, x, rotation)
-    terms = task_lib.consistency_losses(out, x)
+    out = lifting.cycle(lift, x, rotation)
+    terms = lifting.consistency_losses(out, x)
     return terms["cycle_2d"] + terms["cycle_3d"]
 
   g_first, g_second = jax.jit(jax.grad(loss, argnums=(0, 1)))(state.params, state.params)

@@ -123,7 +123,10 @@ def test_eval_mode_reads_the_newest_checkpoint(tmp_path, four_devices):
   results = loop.run(make_config(steps=20), tmp_path, mode="eval")
   assert json.loads((tmp_path / "eval" / "test.json").read_text())["mse"] == pytest.approx(
       results["test"]["mse"])
-  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+  with pytest.raises(checkpoint_lib.CheckpointError, match="no checkpoint"):
+    loop.run(make_config(steps=20), tmp_path / "empty", mode="eval")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(checkpoint_lib.CheckpointError, match="no checkpoint"):
     loop.run(make_config(steps=20), tmp_path / "empty", mode="eval")
 
 

@@ -1,10 +1,14 @@
 """CMU clips as Human3.6M-17 sequences: bone lengths, handedness, frame counts, placement."""
 
+import collections
+
 import numpy as np
 import pytest
 
 from geopose_jax.data import motion
+from geopose_jax.data import motion_library
 from geopose_jax.data import vocab
+from geopose_jax.errors import DatasetError
 
 _PARENTS = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]
 
@@ -50,18 +54,60 @@ def test_left_is_left_while_walking(mirror):
   assert np.mean(np.sum(shoulders * left, -1) > 0) > 0.9
 
 
-def test_subjects_split_and_placement():
+def test_split_by_cmu_subject_from_the_index():
+  """Training subjects perform clips of one set of CMU subjects, test subjects of another."""
+  infos = {c.clip: c for c in motion_library.clips()}
+  plan = motion.default_plan()
+  cmu_of = {s: {infos[item.clip].cmu_subject for item in plan[s]} for s in vocab.SUBJECTS}
+  train = set().union(*(cmu_of[s] for s in vocab.TRAIN_SUBJECTS))
+  test = set().union(*(cmu_of[s] for s in vocab.TEST_SUBJECTS))
+  assert train and test and not train & test
+  assert test <= set(motion.TEST_CMU_SUBJECTS)
+  split = motion.library_split()
+  assert {c.cmu_subject for c in split["train"]} == train  # every training CMU subject used
+  assert not {c.clip for c in split["train"]} & {c.clip for c in split["test"]}
+  for name in ("train", "test"):  # the generated sequences name the planned clips
+    subject = vocab.TRAIN_SUBJECTS[0] if name == "train" else vocab.TEST_SUBJECTS[0]
+    clips = {q.sequence.rsplit("_", 1)[0] for q in motion.subject_sequences(subject)}
+    assert clips <= {c.clip for c in split[name]}
+
+
+def test_actions_are_balanced_and_salsa_does_not_dominate():
+  infos = {c.clip: c for c in motion_library.clips()}
+  plan = motion.default_plan()
+  for subject in vocab.SUBJECTS:
+    budget = (motion.TRAIN_FRAMES_PER_ACTION if subject in vocab.TRAIN_SUBJECTS
+              else motion.TEST_FRAMES_PER_ACTION)
+    frames = collections.Counter()
+    for item in plan[subject]:
+      frames[infos[item.clip].action] += item.stop - item.start
+    assert set(frames) <= set(vocab.LIBRARY_ACTIONS)
+    for action, count in frames.items():
+      assert budget <= count < budget + 50, (subject, action, count)
+  assert {infos[i.clip].action for s in vocab.TRAIN_SUBJECTS for i in plan[s]} == set(
+      vocab.LIBRARY_ACTIONS)
+  # Salsa (CMU 60) is ~80% of the training dancing minutes; sampled by CMU subject it is
+  # at most half of the training dancing frames.
+  dancing = collections.Counter()
+  for s in vocab.TRAIN_SUBJECTS:
+    for item in plan[s]:
+      if infos[item.clip].action == "dancing":
+        dancing[infos[item.clip].cmu_subject] += item.stop - item.start
+  minutes = collections.Counter()
+  for c in motion.library_split()["train"]:
+    if c.action == "dancing":
+      minutes[c.cmu_subject] += c.num_frames
+  assert minutes["60"] / sum(minutes.values()) > 0.75
+  assert dancing["60"] / sum(dancing.values()) < 0.5
+
+
+def test_test_sequences_are_placed_inside_the_cameras():
   test = motion.synthetic_sequences(subjects=("S9",))
-  assert {s.sequence.rsplit("_", 1)[0] for s in test} == set(motion.TEST_CLIPS)
-  for clips in motion.SEQUENCE_PLAN.values():
-    assert clips
-  train_clips = {c for s in vocab.TRAIN_SUBJECTS for c, _ in motion.SEQUENCE_PLAN[s]}
-  assert not train_clips & set(motion.TEST_CLIPS)
-  assert {s.action for s in test} == {"Walking", "Running"}
+  assert {s.action for s in test} <= set(vocab.LIBRARY_ACTIONS) and len(test) > 10
   grid = motion.allowed_root_grid("S9")
   for s in test:
     assert s.poses_world.dtype == np.float32 and s.poses_world.shape[1:] == (17, 3)
-    assert len(s.poses_world) > 30
+    assert len(s.poses_world) >= 2
     d = np.abs(s.poses_world[:, None, 0, :2] - grid[None]).max(-1).min(-1)
     assert d.max() <= 50.0 + 1e-3
 
@@ -76,7 +122,9 @@ def test_subjects_have_different_bodies():
 def test_bad_input(tmp_path):
   with pytest.raises(ValueError, match="S2"):
     motion.synthetic_sequences(subjects=("S2",))
-  with pytest.raises(FileNotFoundError, match="35_01.bvh"):
-    motion.synthetic_sequences(subjects=("S9",), bvh_dir=tmp_path)
+  with pytest.raises(DatasetError, match="library.json"):
+    motion.synthetic_sequences(subjects=("S9",), library_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="fps=25"):
+    motion.synthetic_sequences(fps=25.0, subjects=("S9",))
   with pytest.raises(ValueError, match="99_99"):
     motion.clip_path("99_99")

@@ -7,8 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import nvs as nvs_config
 from geopose_jax.models import nvs
 from geopose_jax.models import pose_head
+from geopose_jax.train import optim
+from fake_poses import small_nvs_model  # tests/ is on sys.path under pytest
 
 
 def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -130,7 +133,7 @@ def test_paper_config_shapes_at_128():
 
 
 def test_padded_variant_accepts_small_images():
-  model = nvs.small_nvs_model(image_size=32, to_vec_padded=True)
+  model = small_nvs_model(image_size=32, to_vec_padded=True)
   images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), images, images)
   out = jax.eval_shape(lambda v, x: model.apply(v, x, x), variables, images)
@@ -140,19 +143,19 @@ def test_padded_variant_accepts_small_images():
 def test_bad_configuration_and_inputs_fail_clearly():
   images = jnp.zeros((1, 64, 64, 3))
   with pytest.raises(ValueError, match="too small"):
-    jax.eval_shape(nvs.small_nvs_model(image_size=64).init, jax.random.key(0), images, images)
+    jax.eval_shape(small_nvs_model(image_size=64).init, jax.random.key(0), images, images)
   with pytest.raises(ValueError, match="appearance_dim"):
-    jax.eval_shape(nvs.small_nvs_model(image_size=64, appearance_dim=64, to_vec_padded=True).init,
+    jax.eval_shape(small_nvs_model(image_size=64, appearance_dim=64, to_vec_padded=True).init,
                    jax.random.key(0), images, images)
   with pytest.raises(ValueError, match=r"\(B, 128, 128, 3\)"):
-    jax.eval_shape(nvs.small_nvs_model().init, jax.random.key(0), images, images)
+    jax.eval_shape(small_nvs_model().init, jax.random.key(0), images, images)
   with pytest.raises(ValueError, match="unknown NVSModel fields"):
-    nvs.small_nvs_model(widht=3)
+    small_nvs_model(widht=3)
 
 
 def test_train_and_eval_modes_of_the_small_model():
-  model = nvs.small_nvs_model(image_size=32, to_vec_padded=True)
-  frozen = nvs.small_nvs_model(image_size=32, to_vec_padded=True, frozen_stem_batch_stats=True)
+  model = small_nvs_model(image_size=32, to_vec_padded=True)
+  frozen = small_nvs_model(image_size=32, to_vec_padded=True, frozen_stem_batch_stats=True)
   variables = random_variables(model)
   rng = np.random.default_rng(3)
   images = rng.standard_normal((2, 32, 32, 3)).astype(np.float32)
@@ -186,18 +189,17 @@ def test_train_and_eval_modes_of_the_small_model():
                          old["layer3"]["0"]["bn1"]["mean"])
 
 
-def test_stage1_frozen_mask():
-  model = nvs.small_nvs_model()
+def test_stage1_frozen_patterns():
+  model = small_nvs_model()
   images = jnp.zeros((1, 128, 128, 3))
   params = jax.eval_shape(model.init, jax.random.key(0), images, images)["params"]
-  mask = nvs.path_mask(params, nvs.STAGE1_FROZEN_PREFIXES)
-  enc = mask["encoder"]
+  labels = optim.frozen_labels(params, nvs_config.STAGE1_FROZEN)
+  enc = labels["encoder"]
   for name in ("conv1", "bn1", "layer1", "layer2"):
-    assert all(jax.tree.leaves(enc[name]))
+    assert set(jax.tree.leaves(enc[name])) == {"frozen"}
   for name in ("layer3", "layer4_reg", "l4_reg_toVec", "fc"):
-    assert not any(jax.tree.leaves(enc[name]))
-  assert not any(jax.tree.leaves({k: v for k, v in mask.items() if k != "encoder"}))
-  assert not any(jax.tree.leaves(nvs.path_mask(params, ("encoder/layer",))))
+    assert set(jax.tree.leaves(enc[name])) == {"trained"}
+  assert set(jax.tree.leaves({k: v for k, v in labels.items() if k != "encoder"})) == {"trained"}
 
 
 def test_image_normalisation_round_trip():
@@ -210,7 +212,7 @@ def test_image_normalisation_round_trip():
 
 
 def test_mixed_precision_keeps_float32_parameters_and_outputs():
-  model = nvs.small_nvs_model(dtype=jnp.bfloat16)
+  model = small_nvs_model(dtype=jnp.bfloat16)
   images = jax.ShapeDtypeStruct((2, 128, 128, 3), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), images, images)
   assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}

@@ -1,5 +1,6 @@
 """NVS pose head: pose normalisation, frozen parts, and stage 1 -> stage 2 -> eval end to end."""
 
+import functools
 import json
 
 import jax
@@ -8,10 +9,12 @@ import pytest
 
 from configs import nvs as nvs_config
 from configs import nvs_pose as nvs_pose_config
-from geopose_jax.tasks import nvs
+from geopose_jax.models import nvs_synthesis as synthesis
 from geopose_jax.tasks import nvs_pose
 from geopose_jax.train import checkpoint
 from geopose_jax.train import loop
+from geopose_jax.train import optim
+from geopose_jax.errors import InputError
 import fake_poses  # tests/ is on sys.path under pytest
 
 TINY_NET = fake_poses.TINY_NVS_NET
@@ -35,17 +38,58 @@ def test_pose_statistics_and_normalisation_round_trip():
 def test_frozen_parts_semi_supervised_vs_supervised():
   config = nvs_pose_config.get_config("demo")
   config.model.net.update(TINY_NET)
-  model = nvs.build_model(config)
-  params = {"nvs": jax.eval_shape(nvs.make_init_variables(model, 16), jax.random.key(0))["params"],
+  model = synthesis.build_model(config.model.net)
+  params = {"nvs": synthesis.abstract_variables(model, 16)["params"],
             "head": {"0": {"kernel": np.zeros((24, 8))}}}
-  labels = nvs.trainable_labels(params, nvs_pose.trainable_prefixes(config))
+  labels = optim.frozen_labels(params, nvs_pose.method_frozen(config))
   assert set(jax.tree.leaves(labels["nvs"])) == {"frozen"}
   assert set(jax.tree.leaves(labels["head"])) == {"trained"}
   config.model.supervised = True
-  labels = nvs.trainable_labels(params, nvs_pose.trainable_prefixes(config))
+  labels = optim.frozen_labels(params, nvs_pose.method_frozen(config))
   assert set(jax.tree.leaves(labels["nvs"]["encoder"])) == {"trained"}
   assert set(jax.tree.leaves(labels["nvs"]["from_latent"])) == {"frozen"}
   assert set(jax.tree.leaves(labels["nvs"]["final_stage0"])) == {"frozen"}
+  # resolve_config writes them into optim.frozen once, after the user's own patterns.
+  config.optim.frozen = ("head/0/.*",)
+  with config.unlocked():
+    nvs_pose.resolve_config(config)
+    nvs_pose.resolve_config(config)
+  assert config.optim.frozen == ("head/0/.*",) + nvs_pose.method_frozen(config)
+
+
+def test_train_step_fits_the_normalised_pose_with_the_encoder_frozen():
+  config = nvs_pose_config.get_config("demo")
+  config.model.net.update(TINY_NET)
+  config.model.head_hidden = 16
+  config.model.head_dropout = 0.0
+  config.optim.lr = 1e-2
+  config.optim.frozen = nvs_pose.method_frozen(config)
+  model = synthesis.build_model(config.model.net)
+  head = nvs_pose.build_head(config)
+  state = nvs_pose.init(jax.random.key(0), model=model, head=head, image_size=16,
+                        optim_config=config.optim)
+  rng = np.random.default_rng(0)
+  poses = rng.normal(size=(8, 17, 3)).astype(np.float32) * 100
+  mean, std = nvs_pose.pose_statistics(poses)
+  state = nvs_pose.put_statistics(state, mean, std)
+  predict_fn = functools.partial(nvs_pose.predict, model=model, head=head, image_size=16,
+                                 supervised=False, encoder_bn_train_mode=False)
+  step = jax.jit(functools.partial(nvs_pose.train_step, predict_fn=predict_fn))
+  batch = {"image": rng.integers(0, 256, (8, 16, 16, 3)).astype(np.uint8), "pose_3d_cam": poses}
+  before = jax.tree.map(np.asarray, state.params["nvs"])
+  # The loss is the MSE of the normalised root-relative targets, computed here by hand.
+  output, _ = predict_fn(state.params, state.batch_stats, batch["image"], True,
+                         jax.random.key(1))
+  target = ((poses - poses[:, :1] - mean) / std).reshape(8, -1)
+  expected = np.mean((np.asarray(output) - target) ** 2)
+  state, first = step(state, batch, jax.random.key(1))
+  np.testing.assert_allclose(float(first["loss"]), expected, rtol=1e-4)
+  for i in range(30):
+    state, last = step(state, batch, jax.random.key(2 + i))
+  assert float(last["loss"]) < 0.5 * float(first["loss"])
+  for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(state.params["nvs"])):
+    np.testing.assert_array_equal(old, np.asarray(new))     # frozen, bit for bit
+  np.testing.assert_array_equal(state.batch_stats["pose_targets"]["mean"], mean)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +125,12 @@ def test_stage1_lowers_the_loss_then_pose_head_then_eval(data_dir, tmp_path):
   pose.data.label_subjects = ("S1",)
   pose.init_from = str(tmp_path / "nvs")
   loop.run(pose, tmp_path / "pose")
+  # --mode=eval never opens the train split: a train selection that cannot be met is unread.
+  pose.data.train_subjects = ("S7",)
   results = loop.run(pose, tmp_path / "pose", mode="eval")["test"]
   written = json.loads((tmp_path / "pose" / "eval" / "test.json").read_text())
-  for key in ("mpjpe", "n_mpjpe", "pa_mpjpe", "num_frames", "per_action"):
+  for key in ("mpjpe", "n_mpjpe", "n_mpjpe_rhodin", "pa_mpjpe", "num_frames", "per_action",
+              "per_sequence", "convention"):
     assert key in written
   assert written["mpjpe"] == results["mpjpe"] and written["mpjpe"] > 0
   # Both test sequences' actions are reported (fake_multiview: Walking, Running).
@@ -104,5 +151,5 @@ def test_pose_task_needs_a_stage1_run(data_dir, tmp_path):
   with pytest.raises(ValueError, match="init_from"):
     loop.run(pose, tmp_path / "pose")
   pose.init_from = str(tmp_path / "missing")
-  with pytest.raises(FileNotFoundError, match="missing"):
+  with pytest.raises(InputError, match="missing: no such file"):
     loop.run(pose, tmp_path / "pose")

@@ -1,4 +1,6 @@
-"""NVS stage 1: batch composition, losses, frozen layers, and a short run whose loss falls."""
+"""NVS stage 1: batch composition, losses, frozen layers, the train step, starting points."""
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -6,10 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import common
 from configs import nvs as nvs_config
 from geopose_jax import losses
+from geopose_jax.errors import ConfigError
 from geopose_jax.models import nvs as nvs_model
+from geopose_jax.models import nvs_synthesis as synthesis
 from geopose_jax.tasks import nvs
+from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
 
 TINY_NET = dict(
@@ -89,7 +95,7 @@ def test_gather_in_groups_equals_indexing():
   for seed in range(3):
     target, appearance = nvs.pair_permutations(jax.random.key(seed), 12)
     for index in (target, appearance):
-      np.testing.assert_array_equal(nvs.gather_in_groups(jnp.asarray(x), index),
+      np.testing.assert_array_equal(synthesis.gather_in_groups(jnp.asarray(x), index),
                                     x[np.asarray(index)])
 
 
@@ -137,7 +143,7 @@ def test_synthesis_uses_rotated_latent_swapped_appearance_and_target_background(
   batch = fake_batch(4)
   target, appearance = jnp.array([1, 0, 2, 3]), jnp.array([2, 3, 0, 1])
   c = nvs.compose_batch(batch, target, appearance, 16)
-  output, _ = nvs.synthesize(StubNVS(), {}, c["images"], c["rotations"], c["appearance"],
+  output, _ = synthesis.synthesize(StubNVS(), {}, c["images"], c["rotations"], c["appearance"],
                              c["backgrounds"], train=False)
   colour = np.asarray(c["images"]).mean(axis=(1, 2))
   rotated = np.einsum("bij,bj->bi", np.asarray(c["rotations"]), colour)  # x R^T per row
@@ -161,17 +167,17 @@ def test_reconstruction_losses_match_numpy_with_padding():
   np.testing.assert_allclose(terms["loss"], l1 + 2 * perceptual, rtol=1e-5)
 
 
-def test_frozen_prefix_must_name_parameters():
+def test_frozen_pattern_must_name_parameters():
   params = {"encoder": {"conv1": {"kernel": jnp.zeros(2)}, "fc": {"kernel": jnp.zeros(2)}}}
-  labels = nvs.trainable_labels(params, ("encoder/conv1",))
+  labels = optim.frozen_labels(params, ("encoder/conv1/.*",))
   assert labels == {"encoder": {"conv1": {"kernel": "frozen"}, "fc": {"kernel": "trained"}}}
-  with pytest.raises(ValueError, match="encoder/layer9"):
-    nvs.trainable_labels(params, ("encoder/layer9",))
+  with pytest.raises(ConfigError, match="encoder/layer9"):
+    optim.frozen_labels(params, ("encoder/layer9/.*",))
 
 
 def test_frozen_parameters_get_no_update_and_no_optimizer_moments():
   params = {"encoder": {"conv1": {"kernel": jnp.ones((2, 2))}, "fc": {"kernel": jnp.ones(3)}}}
-  tx = nvs.make_optimizer(tiny_config().optim, params, ("encoder/conv1",))
+  tx = optim.make_optimizer(common.optim_config(3e-3, frozen=("encoder/conv1/.*",)), params)
   state = TrainState.create(params, tx)
   grads = jax.tree.map(jnp.ones_like, params)
   for _ in range(3):
@@ -180,6 +186,49 @@ def test_frozen_parameters_get_no_update_and_no_optimizer_moments():
   assert (np.asarray(state.params["encoder"]["fc"]["kernel"]) < 1.0).all()
   moments = [x for x in jax.tree.leaves(state.opt_state) if getattr(x, "shape", ()) == (2, 2)]
   assert not moments  # Adam keeps no state for the frozen layer.
+
+
+def test_train_step_lowers_the_loss_and_keeps_frozen_layers_bit_identical():
+  config = tiny_config()
+  config.optim.frozen = nvs_config.STAGE1_FROZEN
+  model = synthesis.build_model(config.model.net)
+  state = nvs.init(jax.random.key(0), model=model, image_size=16, optim_config=config.optim)
+  before = jax.tree.map(np.asarray, state.params)
+  step = jax.jit(functools.partial(nvs.train_step, model=model, perceptual=None, image_size=16,
+                                   l1_weight=1.0, perceptual_weight=2.0))
+  batch = fake_batch(8)
+  losses_seen = []
+  for i in range(8):
+    state, terms = step(state, batch, jax.random.key(i))
+    losses_seen.append(float(terms["loss"]))
+    np.testing.assert_allclose(terms["loss"], terms["l1"], rtol=1e-6)  # no perceptual term
+  assert int(state.step) == 8
+  assert np.mean(losses_seen[-2:]) < np.mean(losses_seen[:2]), losses_seen
+  after = jax.tree.map(np.asarray, state.params)
+  for name in ("conv1", "bn1", "layer1", "layer2"):
+    for old, new in zip(jax.tree.leaves(before["encoder"][name]),
+                        jax.tree.leaves(after["encoder"][name])):
+      np.testing.assert_array_equal(old, new)
+  assert not np.array_equal(before["encoder"]["fc"]["kernel"], after["encoder"]["fc"]["kernel"])
+
+
+def test_eval_step_sums_losses_over_valid_pairs():
+  config = tiny_config()
+  model = synthesis.build_model(config.model.net)
+  variables = synthesis.init_variables(model, 16, jax.random.key(0))
+  step = functools.partial(nvs.eval_step, model=model, perceptual=None, image_size=16,
+                           l1_weight=1.0, perceptual_weight=2.0)
+  batch = fake_batch(8) | {"valid": np.array([True] * 6 + [False] * 2)}
+  sums = step(variables, batch)
+  assert int(sums["count"]) == 6
+  # Each view drawn in its pair partner's camera; L1 against the partner's image.
+  target = np.arange(8) ^ 1
+  images = synthesis.prepare_images(batch["image"], 16)
+  output, _ = synthesis.synthesize(
+      model, variables, images, jnp.asarray(batch["R"][target] @ np.swapaxes(batch["R"], 1, 2)),
+      None, synthesis.prepare_images(batch["background"], 16)[target], train=False)
+  l1 = np.abs(np.asarray(output) - np.asarray(images)[target])[:6].mean()
+  np.testing.assert_allclose(float(sums["l1"]) / 6, l1, rtol=1e-4)
 
 
 def _fake_torchvision_npz(path, variables):
@@ -210,18 +259,21 @@ def test_perceptual_network_takes_resnet18_weights_from_a_file(tmp_path):
 def test_encoder_weights_replace_only_the_imagenet_layers(tmp_path):
   config = tiny_config()
   config.model.net.update(width=64, encoder_depth=(3, 4, 6))  # ResNet-50's layer1..3
-  model = nvs.build_model(config)
-  abstract = jax.eval_shape(nvs.make_init_variables(model, 16), jax.random.key(0))
+  model = synthesis.build_model(config.model.net)
+  abstract = synthesis.abstract_variables(model, 16)
   imagenet = {c: {k: v for k, v in abstract[c]["encoder"].items()
                   if k in ("conv1", "bn1", "layer1", "layer2", "layer3")}
               for c in ("params", "batch_stats")}
   state = _fake_torchvision_npz(tmp_path / "resnet50.npz", imagenet)
-  loaded = nvs.load_encoder_weights(abstract, str(tmp_path / "resnet50.npz"))
+  loaded = synthesis.load_encoder_weights(abstract, str(tmp_path / "resnet50.npz"))
   assert set(loaded["params"]["encoder"]) == {"conv1", "bn1", "layer1", "layer2", "layer3"}
   np.testing.assert_allclose(loaded["params"]["encoder"]["layer3"]["5"]["conv3"]["kernel"],
                              state["layer3.5.conv3.weight"].transpose(2, 3, 1, 0))
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
-  merged = nvs.merge_weights(zeros, loaded)
+  merged = synthesis.put_imagenet_encoder(zeros, str(tmp_path / "resnet50.npz"), model=model,
+                                          image_size=16)
   np.testing.assert_allclose(merged["batch_stats"]["encoder"]["bn1"]["mean"],
                              state["bn1.running_mean"])
+  np.testing.assert_allclose(merged["params"]["encoder"]["layer1"]["0"]["conv1"]["kernel"],
+                             state["layer1.0.conv1.weight"].transpose(2, 3, 1, 0))
   assert not np.asarray(merged["params"]["encoder"]["fc"]["kernel"]).any()  # untouched

@@ -52,7 +52,7 @@ def test_nvs_pair_groups(multiview_config):
   for batch in itertools.islice(iter(loader), 6):
     assert batch["image"].shape == (8, 16, 16, 3) and batch["mask"].shape == (8, 16, 16, 1)
     assert set(batch) == {"image", "background", "mask", "R", "K", "pose_3d_cam", "subject",
-                          "action", "camera", "frame"}
+                          "action", "sequence", "camera", "frame"}
     camera, frame, sequence = _identity(batch)
     np.testing.assert_array_equal(camera, batch["camera"])
     np.testing.assert_array_equal(frame, batch["frame"])
@@ -65,6 +65,7 @@ def test_nvs_pair_groups(multiview_config):
     for g in range(2):
       items = slice(4 * g, 4 * g + 4)
       assert len(set(sequence[items])) == 1 and len(set(batch["subject"][items])) == 1
+      assert len(set(batch["sequence"][items])) == 1
       assert frame[4 * g] == frame[4 * g + 1] and frame[4 * g + 2] == frame[4 * g + 3]
       assert frame[4 * g] != frame[4 * g + 2]
       assert camera[4 * g] != camera[4 * g + 1] and camera[4 * g + 2] != camera[4 * g + 3]
@@ -108,7 +109,8 @@ def test_label_subset_by_subject_and_fraction(multiview_config):
 
   by_subject = views(label_subjects=("S1",))
   assert len(by_subject) == 4 * s1_records and len(set(by_subject)) == len(by_subject)
-  assert {s for s, *_ in by_subject} == {vocab.subject_index("S1")}
+  _, index = multiview.open_multiview(multiview_config, "train")
+  assert {s for s, *_ in by_subject} == {index.subject_names.index("S1")}
   half = views(label_fraction=0.5)
   assert len(half) == 4 * round(0.5 * all_records)
   assert half == views(label_fraction=0.5)           # deterministic
@@ -132,7 +134,7 @@ def test_lifter_training_batches_carry_no_3d(poses_config):
   table = poses.load_poses(poses_config, "train")
   loader = poses.lifter_frames(poses_config, split="train", global_batch_size=8, seed=0)
   batch = next(iter(loader))
-  assert set(batch) == {"pose_2d", "pose_2d_next", "subject", "action", "camera"}
+  assert set(batch) == {"pose_2d", "pose_2d_next", "subject", "action", "camera", "sequence"}
   assert batch["pose_2d"].shape == (8, 17, 2)
   # Each pair is (frame, next frame) of one sequence and camera.
   flat = table.pose_2d.reshape(table.num_frames, -1)
@@ -140,6 +142,11 @@ def test_lifter_training_batches_carry_no_3d(poses_config):
     f = int(np.flatnonzero((flat == pose.reshape(-1)).all(axis=1))[0])
     np.testing.assert_array_equal(pose_next, table.pose_2d[f + 1])
     assert table.sequence_of_frame[f] == table.sequence_of_frame[f + 1]
+  # Codes index the table's own vocabularies and sequence list.
+  names = np.asarray(table.names)[batch["sequence"]]
+  np.testing.assert_array_equal(np.asarray(table.subject_names)[batch["subject"]], names[:, 0])
+  np.testing.assert_array_equal(np.asarray(table.action_names)[batch["action"]], names[:, 1])
+  assert table.action_names == ("Eating", "Photo", "Walking")  # Human3.6M order
   num_items = sum(len(list(loader)) for loader in [poses.lifter_frames(
       poses_config, split="train", global_batch_size=2, shuffle=False, num_epochs=1)])
   train_frames = 4 * sum(n - 1 for s in ("S1", "S5") for n in POSE_SEQUENCES[s].values())
@@ -154,14 +161,9 @@ def test_labelled_eval_frames_and_sequences(poses_config):
   assert len(batches) == int(np.ceil(test_frames / 8))
   table = poses.load_poses(poses_config, "test")
   np.testing.assert_allclose(batches[0]["pose_3d_cam"], table.pose_3d_cam[:8] * 1000.0)
-  sequences = poses.test_sequences(poses_config)
-  assert len(sequences) == 8 and sum(len(s.pose_2d) for s in sequences) == test_frames
-  walk = [s for s in sequences if s.sequence == "WalkDog"][0]
-  assert walk.action == "WalkDog" and walk.pose_3d_cam.shape == (4, 17, 3)
-  halves = [poses.test_sequences(poses_config, process_index=p, process_count=2)
-            for p in range(2)]
-  assert sorted((s.subject, s.sequence, s.camera) for h in halves for s in h) == sorted(
-      (s.subject, s.sequence, s.camera) for s in sequences)
+  assert len(table.names) == 8 and int(table.length.sum()) == test_frames
+  walk = [i for i, name in enumerate(table.names) if name[2] == "WalkDog"][0]
+  assert table.names[walk][1] == "WalkDog" and table.length[walk] == 4
 
 
 def test_window_indices_edge_padding_and_centre():
@@ -312,3 +314,19 @@ def test_record_index_is_cached_next_to_the_records(multiview_config):
   np.testing.assert_array_equal(again.members, index.members)
   np.testing.assert_array_equal(again.record, index.record)
   assert again.sequences == index.sequences
+
+
+def test_multiview_codes_index_the_split_vocabulary(multiview_config):
+  _, index = multiview.open_multiview(multiview_config, "train")
+  loader = multiview.single_views(multiview_config, split="train", global_batch_size=8,
+                                  shuffle=False, num_epochs=1, labelled_only=False)
+  for batch in itertools.islice(iter(loader), 3):
+    valid = batch["valid"]
+    names = [index.sequences[q] for q in batch["sequence"][valid]]
+    assert [n[0] for n in names] == [index.subject_names[c] for c in batch["subject"][valid]]
+    assert [n[1] for n in names] == [index.action_names[c] for c in batch["action"][valid]]
+  samples = next(iter(multiview.multiview_samples(multiview_config, split="train",
+                                                  global_batch_size=4, shuffle=False,
+                                                  num_epochs=1)))
+  assert samples["sequence"].shape == (4,)
+  assert index.subject_names == vocab.subject_vocabulary(n[0] for n in index.sequences)

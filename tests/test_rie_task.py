@@ -198,3 +198,29 @@ def test_sequence_gif(tmp_path):
   with pytest.raises(ValueError, match="lengths differ"):
     viz_lib.write_sequence_gif(tmp_path / "bad.gif", pose_2d, pose_3d[:2])
   assert not (tmp_path / "bad.gif").exists()
+
+
+def test_eval_of_a_test_only_file_never_opens_the_train_split(tmp_path, four_devices):
+  """Train on a full file, then evaluate the checkpoint on a file holding only test subjects
+  (a user's own held-out data): evaluation must not ask for a training split."""
+  import fake_poses
+  from geopose_jax.train import loop
+  full = fake_poses.write_videopose3d_npz(tmp_path / "full", {"S1": {"Walking 1": 12},
+                                                              "S9": {"Walking 1": 9}})
+  test_only = fake_poses.write_videopose3d_npz(tmp_path / "test_only",
+                                               {"S11": {"Walking 1": 10}}, seed=3)
+  config = tiny_config()
+  config.data.builder_config = "npz"
+  config.data.data_dir = str(tmp_path / "data")
+  config.data.npz_3d, config.data.npz_2d = (str(p) for p in full)
+  config.train.batch_size, config.eval.batch_size = 8, 8
+  config.train.steps, config.train.checkpoint_every = 0, 0   # a checkpoint is all it needs
+  config.train.progress_bar = False
+  config.viz.action = "no such action"                        # no picture
+  config.eval.frame_stride = 1
+  loop.run(config, tmp_path / "run")
+  config.data.npz_3d, config.data.npz_2d = (str(p) for p in test_only)
+  config.data.data_dir = str(tmp_path / "data_test_only")
+  result = loop.run(config, tmp_path / "run", "eval")["test"]
+  assert result["num_frames"] == 4 * 10          # S11's 10 frames in each of 4 cameras
+  assert list(result["per_sequence"]) and all(k.startswith("S11") for k in result["per_sequence"])

@@ -4,6 +4,8 @@
 import numpy as np
 import pytest
 
+from geopose_jax.errors import DatasetError
+
 from data_prep import build
 from data_prep import crops
 from data_prep import synthetic_multiview as smv
@@ -120,8 +122,8 @@ def test_interrupted_build_never_reads_as_complete(tmp_path, monkeypatch):
 def test_bad_input_gives_one_clear_error(tmp_path):
   with pytest.raises(ValueError, match="S2"):
     records.plan_frames(["S2"])
-  with pytest.raises(FileNotFoundError, match="02_01.bvh"):
-    build.ensure_built(TINY, tmp_path, bvh_dir=tmp_path / "no_clips")
+  with pytest.raises(DatasetError, match="no_clips/library.json"):
+    build.ensure_built(TINY, tmp_path, library_dir=tmp_path / "no_clips")
   with pytest.raises(ValueError, match="unknown synthetic_multiview config 'huge'"):
     build.ensure_built("synthetic_multiview/huge", tmp_path)
   with pytest.raises(ValueError, match="unknown dataset"):

@@ -1,9 +1,11 @@
 """`h36m_poses`: Human3.6M-style 2D/3D pose sequences, one record per (subject, sequence, camera).
 
 Builder configs (the 2D source differs, the record layout does not):
-  synthetic        (default) the bundled CMU motion of seven synthetic subjects
-                   (geopose_jax.data.motion), projected through the real Human3.6M cameras
-                   of each subject with the distorted projection: exact 2D.
+  synthetic        (default) the packaged CMU motion library performed by seven synthetic
+                   subjects (geopose_jax.data.motion: test subjects perform clips of CMU
+                   subjects no training subject performs; actions balanced), projected
+                   through the real Human3.6M cameras of each subject with the distorted
+                   projection: exact 2D.
   synthetic_noisy  the same with 2D noise that mimics a keypoint detector
                    (data_prep/h36m_poses/detector_noise.py).
   npz              VideoPose3D-format files in the manual folder: data_3d_h36m.npz and
@@ -13,8 +15,9 @@ Builder configs (the 2D source differs, the record layout does not):
   cdf              the raw release's D3_Positions / D2_Positions .cdf files (manual folder).
 
 Record (decoded with tfds; N frames):
-  subject, action (canonical, vocab.ACTIONS), sequence (the source's name, e.g.
-  "Walking 1"), camera_id (e.g. "54138969"), camera_index (0-3), num_frames,
+  subject, action (a Human3.6M sequence name's canonical action, "Walking 1" ->
+  "Walking"; any other name is its own action, e.g. "Dance"; the synthetic motion's
+  categories, vocab.LIBRARY_ACTIONS), sequence (the source's name, e.g. "Walking 1"), camera_id (e.g. "54138969"), camera_index (0-3), num_frames,
   pose_2d_px (N, 17, 2) pixels, pose_2d (N, 17, 2) normalised screen coordinates
   (x / w * 2 - [1, h / w]), pose_3d_cam (N, 17, 3) camera frame in METRES,
   pose_3d_world (N, 17, 3) world in METRES, camera: {R (3, 3) world->camera, t (3,)
@@ -106,8 +109,12 @@ class Builder(array_record_builder.ArrayRecordBuilder):
   """Human3.6M-layout 2D/3D pose sequences from synthetic, VideoPose3D or raw sources."""
 
   name = NAME
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "2.0.0": "synthetic: the 250-clip CMU library, split by CMU subject, balanced "
+               "actions (520k training frames); any sequence name is accepted.",
+  }
   BUILDER_CONFIGS = [
       H36mPosesConfig(name="synthetic", description="Bundled CMU motion through the "
                       "Human3.6M cameras; exact 2D (the default)."),
@@ -139,7 +146,8 @@ class Builder(array_record_builder.ArrayRecordBuilder):
         description=__doc__,
         features=tfds.features.FeaturesDict({
             "subject": tfds.features.Text(),
-            "action": tfds.features.Text(doc="canonical action, one of vocab.ACTIONS"),
+            "action": tfds.features.Text(doc="canonical Human3.6M action, else the "
+                                         "sequence's own name or motion category"),
             "sequence": tfds.features.Text(doc="the source's sequence name"),
             "camera_id": tfds.features.Text(),
             "camera_index": tfds.features.Scalar(dtype=np.int32),
@@ -225,11 +233,7 @@ def _normalise(pixels: np.ndarray, camera: dict) -> np.ndarray:
 
 def sequence_records(sequence: readers.PoseSequence):
   """Yields (key, record) for each of the 4 cameras of one sequence (see module doc)."""
-  try:
-    action = sequence.action or canonical_action(sequence.sequence)
-  except ValueError as error:
-    raise ValueError(f"{sequence.origin}: sequence {sequence.sequence!r} has no known "
-                     f"Human3.6M action name ({error})") from error
+  action = sequence.action or sequence_action(sequence.sequence)
   cameras = cameras_lib.load_h36m_cameras(sequence.subject)
   world_mm = np.asarray(sequence.pose_3d_world, np.float64) * 1000.0
   for index, camera_id in enumerate(cameras_lib.H36M_CAMERA_IDS):
@@ -256,6 +260,17 @@ def sequence_records(sequence: readers.PoseSequence):
         "pose_3d_world": np.asarray(sequence.pose_3d_world, np.float32),
         "camera": camera_fields,
     }
+
+
+def sequence_action(name: str) -> str:
+  """The action a sequence is grouped under: its canonical Human3.6M action when the name is
+  one ("Walking 1" -> "Walking"), else the name itself ("Dance" stays "Dance")."""
+  try:
+    return canonical_action(name)
+  except ValueError:
+    if not str(name).strip():
+      raise ValueError("a sequence needs a non-empty name") from None
+    return str(name).strip()
 
 
 def _numpy_camera(camera: cameras_lib.Camera, dtype) -> cameras_lib.Camera:

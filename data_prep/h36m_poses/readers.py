@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from geopose_jax.data import vocab
+from geopose_jax.errors import InputError
 from geopose_jax.geometry.cameras import H36M_CAMERA_IDS
 from geopose_jax.skeleton import H36M_32_TO_17
 
@@ -73,7 +74,13 @@ def _load_npz_dict(path: pathlib.Path, key: str) -> dict:
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file; give the path of a VideoPose3D-format .npz "
                             "(e.g. data_3d_h36m.npz / data_2d_h36m_gt.npz)")
+  if not zipfile.is_zipfile(path):
+    # np.load would otherwise take any non-zip file for a pickle and run it.
+    raise InputError(f"{path}: not a readable .npz (zip) file; the file is corrupt, truncated or of "
+                     "another kind: give a VideoPose3D-format .npz")
   try:
+    # The format stores dicts, which numpy can only keep pickled; the zip check above
+    # ensures only an .npz member is ever unpickled.
     with np.load(path, allow_pickle=True) as archive:
       if key not in archive.files:
         raise ValueError(f"{path}: has no array {key!r} (it holds {archive.files}); is this "

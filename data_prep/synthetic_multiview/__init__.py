@@ -26,7 +26,7 @@ def _default_data_dir() -> str:
 
 
 def make_builder(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
-                 bvh_dir: str | os.PathLike | None = None,
+                 library_dir: str | os.PathLike | None = None,
                  num_workers: int | None = None) -> Builder:
   """The builder of `name` ('synthetic_multiview' or 'synthetic_multiview/<config>')."""
   dataset, _, config = str(name).partition("/")
@@ -36,13 +36,13 @@ def make_builder(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
   if config and config not in known:
     raise ValueError(f"unknown {NAME} config {config!r}; known: {known}")
   data_dir = os.fspath(data_dir) if data_dir else _default_data_dir()
-  return Builder(config=config or None, data_dir=data_dir, bvh_dir=bvh_dir,
+  return Builder(config=config or None, data_dir=data_dir, library_dir=library_dir,
                  num_workers=num_workers)
 
 
 def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
                  manual_dir: str | os.PathLike | None = None,
-                 bvh_dir: str | os.PathLike | None = None,
+                 library_dir: str | os.PathLike | None = None,
                  num_workers: int | None = None) -> Builder:
   """Builds the dataset unless a complete copy is already in `data_dir`; returns its builder.
 
@@ -53,11 +53,11 @@ def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
     name: 'synthetic_multiview' (config `default`) or 'synthetic_multiview/tiny'.
     data_dir: where datasets live; default configs.common.default_data_dir().
     manual_dir: unused (nothing to download); accepted for a uniform command line.
-    bvh_dir: folder with the CMU `<clip>.bvh` files; default the packaged clips.
+    library_dir: the CMU motion library; default the packaged one.
     num_workers: rendering processes (default min(2, CPUs); 0 renders in-process).
   """
   del manual_dir
-  builder = make_builder(name, data_dir, bvh_dir=bvh_dir, num_workers=num_workers)
+  builder = make_builder(name, data_dir, library_dir=library_dir, num_workers=num_workers)
   if not builder.is_prepared():
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))

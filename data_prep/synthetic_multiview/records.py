@@ -48,19 +48,22 @@ class FramePlan:
 
 def plan_frames(subjects: Sequence[str], frame_step: int = 5,
                 max_frames_per_subject: int = 0, max_sequences_per_subject: int = 0,
-                bvh_dir: str | os.PathLike | None = None) -> list[FramePlan]:
+                library_dir: str | None = None) -> list[FramePlan]:
   """The frames to render: every `frame_step`-th 50 fps frame of each subject's sequences.
+
+  The sequences are the action- and CMU-subject-balanced segments of motion.default_plan,
+  so a large step samples frames across many clips rather than many frames of few.
 
   Args:
     subjects: subject names (vocab.SUBJECTS).
-    frame_step: 5 gives Human3.6M's usual 10 fps sampling.
+    frame_step: 5 gives Human3.6M's usual 10 fps sampling; the default config uses 48.
     max_frames_per_subject: 0 for all; else keep the first this many frames per subject,
       spread over the subject's first sequences.
     max_sequences_per_subject: 0 for all; else only the first this many sequences.
-    bvh_dir: folder of the CMU clips (default the packaged ones).
+    library_dir: the motion library (default the packaged one).
 
   Raises:
-    ValueError: unknown subject or bad step; FileNotFoundError: a missing BVH file.
+    ValueError: unknown subject or bad step.
   """
   unknown = [s for s in subjects if s not in vocab.SUBJECTS]
   if unknown:
@@ -69,11 +72,11 @@ def plan_frames(subjects: Sequence[str], frame_step: int = 5,
     raise ValueError(f"frame_step must be >= 1, got {frame_step}")
   frames = []
   for subject in subjects:
-    plan = motion.SEQUENCE_PLAN[subject]
-    clips = None
+    plan = motion.default_plan()[subject]
     if max_sequences_per_subject:
-      clips = plan[:max_sequences_per_subject]
-    sequences = motion.subject_sequences(subject, fps=50.0, bvh_dir=bvh_dir, plan=clips)
+      plan = plan[:max_sequences_per_subject]
+    sequences = motion.subject_sequences(subject, fps=50.0, plan=plan,
+                                         library_dir=library_dir)
     kept = []
     for seq in sequences:
       for index in range(0, len(seq.poses_world), frame_step):

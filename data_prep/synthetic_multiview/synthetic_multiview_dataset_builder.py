@@ -1,14 +1,16 @@
 """TFDS builder `synthetic_multiview`: real CMU motion rendered through Human3.6M cameras.
 
 Seven synthetic subjects (S1, S5, S6, S7, S8 train; S9, S11 test) with their own bodies and
-clothes perform the bundled CMU clips (geopose_jax.data.motion; the test subjects perform
-clips no training subject performs). Every record holds all four Human3.6M cameras of the
+clothes perform the packaged CMU motion library (geopose_jax.data.motion: actions and CMU
+subjects balanced; the test subjects perform clips of CMU subjects no training subject
+performs). Every record holds all four Human3.6M cameras of the
 subject: 128 x 128 crops of the rendered image, of the empty room (the background) and of
 the foreground mask, the cameras (R, t) and crop intrinsics K, and the 3D/2D pose (see
 features.py for the layout and records.py for the projection conventions).
 
-Configs: `default` samples every 5th 50 fps frame (10 fps, as Human3.6M is usually used);
-`tiny` renders a few frames of S1 and S9 in seconds, for tests.
+Configs: `default` samples every 48th 50 fps frame of the balanced plan (frames across ~250
+clips; builds in minutes on 2 cores); `large` every 10th (~5x the records, for machines with
+more cores: `num_workers`); `tiny` renders a few frames of S1 and S9 in seconds, for tests.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
     room_scale: resolution of the rendered background relative to the camera's.
   """
   subjects: tuple[str, ...] = vocab.SUBJECTS
-  frame_step: int = 5
+  frame_step: int = 48
   max_frames_per_subject: int = 0
   max_sequences_per_subject: int = 0
   supersample: int = 2
@@ -50,10 +52,17 @@ class Builder(array_record_builder.ArrayRecordBuilder):
   """Renders the synthetic multi-view dataset (no download; the clips are packaged)."""
 
   name = NAME
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release: 7 subjects, 10 CMU clips, 4 Human3.6M cameras."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release: 7 subjects, 10 CMU clips, 4 Human3.6M cameras.",
+      "2.0.0": "The 250-clip CMU library, split by CMU subject, balanced actions; frames "
+               "sampled across clips (every 48th); a `large` config (every 10th).",
+  }
   BUILDER_CONFIGS = [
-      SyntheticMultiviewConfig(name="default", description="All clips at 10 fps."),
+      SyntheticMultiviewConfig(name="default", description="Every 48th frame of the "
+                               "balanced plan (~1 fps), across ~250 clips."),
+      SyntheticMultiviewConfig(name="large", frame_step=10, description="Every 10th frame "
+                               "(5 fps): ~5x the default's records."),
       SyntheticMultiviewConfig(
           name="tiny", description="3 frames of S1 (train) and S9 (test), for tests.",
           subjects=("S1", "S9"), frame_step=10, max_frames_per_subject=3,
@@ -61,10 +70,10 @@ class Builder(array_record_builder.ArrayRecordBuilder):
   ]
   DEFAULT_CONFIG_NAME = "default"
 
-  def __init__(self, *, bvh_dir: str | os.PathLike | None = None, num_workers: int | None = None,
-               **kwargs):
-    """bvh_dir: folder of the CMU clips (default packaged); num_workers: render processes."""
-    self._bvh_dir = os.fspath(bvh_dir) if bvh_dir else None
+  def __init__(self, *, library_dir: str | os.PathLike | None = None,
+               num_workers: int | None = None, **kwargs):
+    """library_dir: the motion library (default packaged); num_workers: render processes."""
+    self._library_dir = os.fspath(library_dir) if library_dir else None
     if num_workers is None:
       num_workers = min(2, os.cpu_count() or 1)
     self._num_workers = num_workers
@@ -96,7 +105,8 @@ class Builder(array_record_builder.ArrayRecordBuilder):
     frames = records.plan_frames(
         subjects, frame_step=config.frame_step,
         max_frames_per_subject=config.max_frames_per_subject,
-        max_sequences_per_subject=config.max_sequences_per_subject, bvh_dir=self._bvh_dir)
+        max_sequences_per_subject=config.max_sequences_per_subject,
+        library_dir=self._library_dir)
     options = records.RenderOptions(supersample=config.supersample,
                                     room_scale=config.room_scale)
     yield from records.generate(frames, options, encode=features_lib.encode_record,

@@ -283,7 +283,3 @@ def _kinematic_chain(rot, joints_rest, parents: tuple[int, ...]):
   joints = jnp.concatenate(level_pos, axis=-2)[..., inverse, :]
   return global_rot, joints
 
-
-def regress_joints(model: BodyModel, vertices) -> jnp.ndarray:
-  """(..., V, 3) posed vertices -> (..., J, 3) through the model's J_regressor."""
-  return jnp.einsum("jv,...vc->...jc", jnp.asarray(model.J_regressor), vertices)

@@ -7,7 +7,6 @@ Loaders (each returns a `grain.DataLoader`; see the function docstrings for batc
   poses.lifter_frames          2D frames + next frame, no 3D (self-supervised lifter)
   poses.labelled_frames        2D + 3D frames (evaluation, 3D-supervised references)
   windows.rie_windows          edge-padded 2D windows + centre 3D, flip augmentation (RIE)
-  poses.test_sequences         whole test sequences for temporal evaluation (a list)
 
 All take `config.data` first, then keyword arguments: split, global_batch_size,
 process_index, process_count, seed, shuffle, num_epochs (None: endless training stream;

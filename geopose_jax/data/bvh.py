@@ -13,9 +13,12 @@ for example, the top of the head can be read as the end site of `Head`.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
 
 import numpy as np
+
+from geopose_jax.errors import InputError
 
 _AXIS_INDEX = {"X": 0, "Y": 1, "Z": 2}
 
@@ -58,26 +61,56 @@ class BvhMotion:
     return self.names.index(name)
 
 
-def _fail(path: str, message: str) -> ValueError:
-  return ValueError(f"malformed BVH file {path or '<text>'}: {message}")
+def _fail(path: str, line: int | None, message: str) -> InputError:
+  where = path or "<text>"
+  if line is not None:
+    where += f", line {line}"
+  return InputError(f"malformed BVH file {where}: {message}")
+
+
+def _number(token: str, line: int, path: str, what: str, kind=float):
+  try:
+    return kind(token)
+  except ValueError:
+    raise _fail(path, line, f"{what} must be {'an integer' if kind is int else 'a number'}, "
+                f"found {token!r}") from None
+
+
+def _hierarchy_tokens(lines: list[str], path: str):
+  """(token, line number) pairs of the hierarchy and the MOTION header, and the first line
+  of the frame table (0-based)."""
+  tokens = []
+  for number, line in enumerate(lines):
+    words = line.split()
+    tokens.extend((w, number + 1) for w in words)
+    if words and words[0] == "Frame" and len(words) >= 2 and words[1] == "Time:":
+      return tokens, number + 1
+  raise _fail(path, None, "no 'Frame Time:' line; the file is truncated or not a BVH file")
 
 
 def parse_bvh(text: str, path: str = "") -> BvhMotion:
-  """Parses the text of a BVH file. Raises ValueError naming the file on malformed input."""
-  tokens = text.split()
+  """Parses the text of a BVH file.
+
+  Raises:
+    InputError: naming the file and line of malformed input (bad numbers, a wrong number of
+      values in a frame, NaN or infinite values, a bad frame time).
+  """
+  lines = text.splitlines()
+  tokens, table_start = _hierarchy_tokens(lines, path)
   pos = 0
 
-  def take() -> str:
+  def take() -> tuple[str, int]:
     nonlocal pos
     if pos >= len(tokens):
-      raise _fail(path, "unexpected end of file")
+      raise _fail(path, tokens[-1][1] if tokens else None, "unexpected end of file")
     pos += 1
     return tokens[pos - 1]
 
-  def expect(word: str) -> None:
-    got = take()
+  def expect(word: str) -> int:
+    got, line = take()
     if got != word:
-      raise _fail(path, f"expected {word!r}, found {got!r} (token {pos})")
+      raise _fail(path, line, f"expected {word!r}, found {got!r}")
+    return line
 
   names: list[str] = []
   parents: list[int] = []
@@ -86,71 +119,124 @@ def parse_bvh(text: str, path: str = "") -> BvhMotion:
 
   expect("HIERARCHY")
   stack: list[int] = []
-  keyword = take()
+  keyword, line = take()
   if keyword != "ROOT":
-    raise _fail(path, f"expected 'ROOT' after HIERARCHY, found {keyword!r}")
-  pending = ("joint", take())
+    raise _fail(path, line, f"expected 'ROOT' after HIERARCHY, found {keyword!r}")
+  pending = ("joint", take()[0])
   while True:
     kind, name = pending
     expect("{")
     expect("OFFSET")
-    try:
-      offset = [float(take()) for _ in range(3)]
-    except ValueError as e:
-      raise _fail(path, f"bad OFFSET of {name!r}: {e}") from None
+    offset = []
+    for _ in range(3):
+      token, line = take()
+      offset.append(_number(token, line, path, f"OFFSET of {name!r}"))
+    if not np.all(np.isfinite(offset)):
+      raise _fail(path, line, f"OFFSET of {name!r} is not finite: {offset}")
     names.append(name)
     parents.append(stack[-1] if stack else -1)
     offsets.append(offset)
     if kind == "joint":
       expect("CHANNELS")
-      count = int(take())
-      channels.append(tuple(take() for _ in range(count)))
+      token, line = take()
+      count = _number(token, line, path, f"CHANNELS count of {name!r}", int)
+      if not 0 <= count <= 6:
+        raise _fail(path, line, f"joint {name!r} has {count} channels; expected 0 to 6")
+      names_here = []
+      for _ in range(count):
+        token, line = take()
+        if token[:1].upper() not in _AXIS_INDEX or token[1:].lower() not in ("rotation",
+                                                                             "position"):
+          raise _fail(path, line, f"{token!r} is not a channel (joint {name!r} declares "
+                      f"{count}; channels are X/Y/Z + position/rotation)")
+        names_here.append(token)
+      channels.append(tuple(names_here))
     else:
       channels.append(())
     stack.append(len(names) - 1)
     # Children and closing braces.
     while True:
-      word = take()
+      word, line = take()
       if word == "}":
         stack.pop()
         if not stack:
           break
         continue
       if word == "JOINT":
-        pending = ("joint", take())
+        pending = ("joint", take()[0])
         break
       if word == "End":
         expect("Site")
         pending = ("end", names[stack[-1]] + "_end")
         break
-      raise _fail(path, f"unexpected token {word!r} in the hierarchy (token {pos})")
+      raise _fail(path, line, f"unexpected token {word!r} in the hierarchy")
     if not stack:
       break
 
   expect("MOTION")
   expect("Frames:")
-  num_frames = int(take())
+  token, line = take()
+  num_frames = _number(token, line, path, "Frames:", int)
+  if num_frames < 1:
+    raise _fail(path, line, f"Frames: {num_frames}; a motion needs at least one frame")
   expect("Frame")
   expect("Time:")
-  frame_time = float(take())
+  token, line = take()
+  frame_time = _number(token, line, path, "Frame Time:")
+  if not (np.isfinite(frame_time) and frame_time > 0):
+    raise _fail(path, line, f"Frame Time: {token}; expected a positive number of seconds")
   num_channels = sum(len(c) for c in channels)
-  values = tokens[pos:]
-  if len(values) != num_frames * num_channels:
-    raise _fail(path, f"{len(values)} motion values, expected {num_frames} frames x "
-                f"{num_channels} channels = {num_frames * num_channels}")
-  motion = np.asarray(values, dtype=np.float64).reshape(num_frames, num_channels)
+  motion = _frame_table(lines[table_start:], table_start, num_frames, num_channels, path)
   return BvhMotion(names=tuple(names), parents=np.asarray(parents, np.int32),
                    offsets=np.asarray(offsets, np.float64), channels=tuple(channels),
                    motion=motion, frame_time=frame_time, path=path)
 
 
+def _frame_table(lines: list[str], first_line: int, num_frames: int, num_channels: int,
+                 path: str) -> np.ndarray:
+  """The (F, C) frame table; the errors name the first offending line."""
+  rows = [(first_line + i + 1, line) for i, line in enumerate(lines) if line.strip()]
+  if len(rows) != num_frames:
+    where = rows[-1][0] if rows else first_line
+    raise _fail(path, where, f"{len(rows)} frames of motion, but the header says "
+                f"Frames: {num_frames}")
+  try:
+    motion = np.asarray(" ".join(line for _, line in rows).split(), np.float64)
+  except ValueError:
+    motion = None
+  if motion is None or motion.size != num_frames * num_channels:
+    for number, line in rows:  # slow path: find the line at fault
+      words = line.split()
+      if len(words) != num_channels:
+        raise _fail(path, number, f"{len(words)} values in this frame; the hierarchy has "
+                    f"{num_channels} channels")
+      for word in words:
+        _number(word, number, path, "a motion value")
+  motion = motion.reshape(num_frames, num_channels)
+  finite = np.isfinite(motion)
+  if not finite.all():
+    row, column = np.argwhere(~finite)[0]
+    raise _fail(path, rows[row][0], f"motion value {motion[row, column]} in channel "
+                f"{column}; NaN or infinite values make every joint below it undefined")
+  return motion
+
+
 def read_bvh(path: str | os.PathLike) -> BvhMotion:
-  """Reads and parses a BVH file; FileNotFoundError names a missing file."""
+  """Reads and parses a BVH file (`.bvh`, or gzipped `.bvh.gz`).
+
+  Raises:
+    FileNotFoundError: naming a missing file. InputError: malformed content (see parse_bvh).
+  """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"BVH file not found: {path}")
-  with open(path, "r", encoding="ascii", errors="replace") as f:
-    return parse_bvh(f.read(), path)
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rt", encoding="ascii", errors="replace") as f:
+      text = f.read()
+  except (OSError, EOFError) as error:
+    raise InputError(f"cannot read BVH file {path}: {error}") from None
+  return parse_bvh(text, path)
 
 
 def _axis_rotations(angles_deg: np.ndarray, axis: str) -> np.ndarray:
@@ -184,7 +270,7 @@ def local_transforms(bvh: BvhMotion) -> tuple[np.ndarray, np.ndarray]:
       column += 1
       axis, kind = name[0].upper(), name[1:].lower()
       if axis not in _AXIS_INDEX or kind not in ("rotation", "position"):
-        raise _fail(bvh.path, f"unknown channel {name!r} of joint {bvh.names[j]!r}")
+        raise _fail(bvh.path, None, f"unknown channel {name!r} of joint {bvh.names[j]!r}")
       if kind == "rotation":
         # Intrinsic order: each listed rotation multiplies on the right.
         rotations[:, j] = rotations[:, j] @ _axis_rotations(values, axis)

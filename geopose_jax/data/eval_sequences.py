@@ -3,7 +3,7 @@
 Reads the records of `h36m_poses`, `mpi_inf_3dhp` (pose configs) and `humaneva` by their
 fields, so the evaluator needs no dataset-specific code beyond the joint layout:
   pose_2d      normalised screen coordinates, as the h36m_poses loaders give them;
-  pose_3d_cam  camera frame in MILLIMETRES (as data.poses.TestSequence); for MPI-INF-3DHP
+  pose_3d_cam  camera frame in MILLIMETRES (as the evaluator's targets); for MPI-INF-3DHP
                `target="univ_annot3"` (the protocol's default) or `"annot3"`;
   valid        the frames a protocol scores (3DHP's valid_frame; all True elsewhere);
   activity     per-frame activity / action names (3DHP: the 7 test activities).

@@ -1,16 +1,21 @@
 """Real CMU motion as Human3.6M-like pose sequences of seven synthetic subjects.
 
-The ten bundled CMU clips (geopose_jax/assets/cmu_mocap/, see its README for the terms)
-are read with our BVH reader, resampled to the requested frame rate by interpolating
-every joint's local rotation (so bone lengths stay exactly constant), mapped to the
-Human3.6M 17-joint layout, turned from the files' Y-up into Human3.6M's Z-up world, in
-millimetres, with the floor at z = 0, and placed inside the area that all four
-Human3.6M cameras of the subject see.
+The motion comes from the packaged CMU library (geopose_jax/data/motion_library.py: 249
+clips of 19 CMU subjects as joint rotations at 50 fps; the terms are in its README).
+Each clip is mapped to the Human3.6M 17-joint layout by forward kinematics, turned from
+the files' Y-up into Human3.6M's Z-up world, in millimetres, with the floor at z = 0, and
+placed inside the area that all four Human3.6M cameras of the subject see.
 
-Each synthetic subject has its own bone proportions (per-subject scaling of the BVH
-offsets, symmetric left/right) and performs clips with variations (mirrored, another
-heading, another place on the floor). The test subjects S9 and S11 perform only clips
-that no training subject performs.
+Split by CMU subject: the training subjects (S1, S5-S8) perform clips of one set of CMU
+subjects, the test subjects (S9, S11) clips of disjoint CMU subjects (TEST_CMU_SUBJECTS),
+so the test split measures generalisation to unseen people and motion. What each subject
+performs is balanced by action (the library's categories) and CMU subject: long clips are
+cut into segments and every action gets the same number of frames (`make_plan`).
+
+Each synthetic subject has its own bone proportions (per-subject scaling of the offsets,
+symmetric left/right) and performs segments with variations (mirrored, another heading,
+another place on the floor). The ten original BVH clips (geopose_jax/assets/cmu_mocap/)
+are part of the library and can still be read as BVH with `clip_poses`.
 """
 
 from __future__ import annotations
@@ -26,20 +31,23 @@ from scipy.spatial.transform import Rotation
 
 from geopose_jax import skeleton
 from geopose_jax.data import bvh as bvh_lib
+from geopose_jax.data import motion_library
 from geopose_jax.data import vocab
+from geopose_jax.errors import InputError
 from geopose_jax.geometry import cameras as cameras_lib
 
 # cgspeed CMU units are inches / 0.45; this turns them into millimetres.
 CMU_UNIT_MM = 56.444
-CMU_FPS = 120.0
 
-# Clip id -> action name (vocab.ACTIONS).
+# The ten clips also bundled as BVH (geopose_jax/assets/cmu_mocap/) -> action
+# (vocab.LIBRARY_ACTIONS). They are in the library too; as files they serve the readers
+# that take BVH.
 CLIP_ACTIONS = {
-    "02_01": "Walking", "02_02": "Walking", "07_01": "Walking", "08_01": "Walking",
-    "35_01": "Walking", "02_03": "Running", "09_01": "Running", "16_01": "Jumping",
-    "02_05": "Boxing", "02_07": "Swordplay",
+    "02_01": "walking", "02_02": "walking", "07_01": "walking", "08_01": "walking",
+    "35_01": "walking", "02_03": "running", "09_01": "running", "16_01": "jumping",
+    "02_05": "sports", "02_07": "sports",
 }
-# Clips only the test subjects perform.
+# The BVH clips of the test CMU subjects (TEST_CMU_SUBJECTS).
 TEST_CLIPS = ("35_01", "09_01")
 TRAIN_CLIPS = tuple(c for c in CLIP_ACTIONS if c not in TEST_CLIPS)
 
@@ -50,6 +58,13 @@ H36M_FROM_CMU = (
     ("LeftUpLeg",), ("LeftLeg",), ("LeftFoot",), ("Spine",), ("Neck",), ("Head",),
     ("Head_end",), ("LeftArm",), ("LeftForeArm",), ("LeftHand",), ("RightArm",),
     ("RightForeArm",), ("RightHand",))
+# The same for cgspeed's Daz release (a generic figure): its thigh joints are the hips;
+# 'chest' sits where MotionBuilder's 'Spine' does (about 0.6 of the way to the neck); the
+# head top is an end site added by data_prep/cmu_library.py.
+H36M_FROM_DAZ = (
+    ("lThigh", "rThigh"), ("rThigh",), ("rShin",), ("rFoot",), ("lThigh",), ("lShin",),
+    ("lFoot",), ("chest",), ("neck",), ("head",), ("head_end",), ("lShldr",), ("lForeArm",),
+    ("lHand",), ("rShldr",), ("rForeArm",), ("rHand",))
 _FLIP = np.asarray(skeleton.H36M_FLIP_PERMUTATION)
 
 # Y-up (BVH) -> Z-up (Human3.6M world): a proper rotation of +90 degrees about x, so
@@ -80,13 +95,17 @@ SUBJECT_SCALES = {
     "S11": BodyScale(overall=1.04, legs=1.06, hips=1.06, spine=0.96, shoulders=0.94, arms=1.02),
 }
 
+# A joint's offset is the bone from its parent; MotionBuilder names, then Daz names.
 _SCALE_GROUPS = {
-    "legs": ("LeftLeg", "LeftFoot", "RightLeg", "RightFoot"),
-    "hips": ("LeftUpLeg", "RightUpLeg"),
-    "spine": ("Spine", "Spine1", "Neck", "Neck1", "LeftShoulder", "RightShoulder"),
-    "head": ("Head", "Head_end"),
-    "shoulders": ("LeftArm", "RightArm"),
-    "arms": ("LeftForeArm", "LeftHand", "RightForeArm", "RightHand"),
+    "legs": ("LeftLeg", "LeftFoot", "RightLeg", "RightFoot", "lShin", "lFoot", "rShin",
+             "rFoot"),
+    "hips": ("LeftUpLeg", "RightUpLeg", "lButtock", "rButtock", "lThigh", "rThigh"),
+    "spine": ("Spine", "Spine1", "Neck", "Neck1", "LeftShoulder", "RightShoulder",
+              "abdomen", "chest", "neck", "lCollar", "rCollar"),
+    "head": ("Head", "Head_end", "head", "head_end"),
+    "shoulders": ("LeftArm", "RightArm", "lShldr", "rShldr"),
+    "arms": ("LeftForeArm", "LeftHand", "RightForeArm", "RightHand", "lForeArm", "lHand",
+             "rForeArm", "rHand"),
 }
 
 
@@ -116,40 +135,6 @@ class MotionSequence:
   fps: float
 
 
-def _v(mirror, heading, dx=0.0, dy=0.0) -> Variation:
-  return Variation(mirror=mirror, heading_deg=heading, offset_mm=(dx, dy))
-
-
-# Which clip variations each subject performs. Short clips come in two variations for the
-# training subjects; the test subjects perform the held-out clips four times each.
-_SHORT_TRAIN = ("02_01", "02_02", "07_01", "08_01", "02_03", "16_01")
-_LONG_TRAIN = ("02_05", "02_07")
-
-
-def _plan() -> dict[str, list[tuple[str, Variation]]]:
-  plan = {}
-  for i, subject in enumerate(vocab.TRAIN_SUBJECTS):
-    items = []
-    for j, clip in enumerate(_SHORT_TRAIN):
-      heading = 47.0 * i + 61.0 * j
-      items.append((clip, _v((i + j) % 2 == 1, heading, 150.0 * (i - 2), -100.0 * (j % 3 - 1))))
-      items.append((clip, _v((i + j) % 2 == 0, heading + 150.0, -120.0 * (j % 2), 80.0 * (i - 2))))
-    for j, clip in enumerate(_LONG_TRAIN):
-      items.append((clip, _v((i + j) % 2 == 0, 73.0 * i + 110.0 * j, 100.0 * (j - 0.5), 0.0)))
-    plan[subject] = items
-  for i, subject in enumerate(vocab.TEST_SUBJECTS):
-    items = []
-    for j, clip in enumerate(TEST_CLIPS):
-      for k in range(4):
-        heading = 90.0 * k + 35.0 * i + 20.0 * j
-        items.append((clip, _v((i + k) % 2 == 1, heading, 100.0 * (k - 1.5), 120.0 * (i - 0.5))))
-    plan[subject] = items
-  return plan
-
-
-SEQUENCE_PLAN = _plan()
-
-
 def default_bvh_dir() -> str:
   """The packaged CMU clips: geopose_jax/assets/cmu_mocap/."""
   return str(importlib.resources.files("geopose_jax") / "assets" / "cmu_mocap")
@@ -171,7 +156,7 @@ def _offset_scales(names: Sequence[str], scale: BodyScale) -> np.ndarray:
   return factors
 
 
-def _resample_rotations(rotations: np.ndarray, source_fps: float,
+def resample_rotations(rotations: np.ndarray, source_fps: float,
                         fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(F, J, 3, 3) at source_fps -> (N, J, 3, 3) at fps by per-joint slerp.
 
@@ -198,47 +183,68 @@ def _read_bvh_cached(path: str) -> bvh_lib.BvhMotion:
   return bvh_lib.read_bvh(path)
 
 
-@functools.lru_cache(maxsize=64)
-def _clip_poses_cached(path: str, fps: float, scale: BodyScale) -> np.ndarray:
-  poses, _ = clip_poses(path, fps, scale)
-  poses.flags.writeable = False
-  return poses
+def skeleton_poses(names: Sequence[str], parents: np.ndarray, offsets_mm: np.ndarray,
+                   rotations: np.ndarray, root_mm: np.ndarray,
+                   scale: BodyScale = BodyScale()) -> tuple[np.ndarray, np.ndarray]:
+  """Human3.6M-17 poses of a cgspeed skeleton (MotionBuilder or Daz names), Z up, mm.
 
-
-def clip_poses(path: str | os.PathLike, fps: float = 50.0,
-               scale: BodyScale = BodyScale()) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a CMU BVH clip as Human3.6M-17 poses in a Z-up world, millimetres.
-
-  Frame 0 (the T-pose) is dropped, the rest resampled to `fps`. The floor (the lowest
-  point any joint, toes included, reaches over the clip) is at z = 0; x, y are the
-  file's own (not yet placed).
+  Args:
+    names, parents: (J,) the skeleton; offsets_mm: (J, 3) Y-up rest offsets.
+    rotations: (F, J, 3, 3) local rotations; root_mm: (F, 3) root translation, Y up.
+    scale: the subject's bone-length factors.
 
   Returns:
-    poses: (N, 17, 3) float64 mm.
-    lowest: (N,) height of the lowest BVH point (toe tips included) per frame, mm.
+    poses: (F, 17, 3) float64 mm, floor (the lowest point any joint reaches over the clip,
+      toe tips included) at z = 0; x, y as in the file (not yet placed).
+    lowest: (F,) height of the lowest joint per frame, mm.
   """
-  motion = _read_bvh_cached(os.fspath(path))
-  names = list(motion.names)
-  for needed in {n for group in H36M_FROM_CMU for n in group}:
-    motion.index(needed)  # KeyError naming the file and the joint
-  if motion.num_frames < 3:
-    raise ValueError(f"BVH clip {motion.path} has {motion.num_frames} frames; need >= 3")
-  rotations, root = bvh_lib.local_transforms(motion)
-  rotations, root = rotations[1:], root[1:]
+  names = list(names)
+  mapping = H36M_FROM_CMU if "LeftUpLeg" in names else H36M_FROM_DAZ
+  index = {n: i for i, n in enumerate(names)}
+  missing = sorted({n for group in mapping for n in group} - set(index))
+  if missing:
+    raise InputError(f"skeleton lacks the joints {missing} that the Human3.6M-17 mapping "
+                     "needs")
   factors = _offset_scales(names, scale)
-  leg_factor = scale.overall * scale.legs
-  resampled, times, lo = _resample_rotations(rotations, motion.fps, fps)
-  w = (times - lo)[:, None]
-  root = (1 - w) * root[lo] + w * root[lo + 1]
-  positions = bvh_lib.forward_kinematics(motion.parents, motion.offsets * factors[:, None],
-                                         resampled, root * leg_factor)
-  positions = positions @ _Y_UP_TO_Z_UP.T * CMU_UNIT_MM
-  index = [[names.index(n) for n in group] for group in H36M_FROM_CMU]
-  poses = np.stack([positions[:, idx].mean(axis=1) for idx in index], axis=1)
+  positions = bvh_lib.forward_kinematics(parents, offsets_mm * factors[:, None], rotations,
+                                         root_mm * (scale.overall * scale.legs))
+  positions = positions @ _Y_UP_TO_Z_UP.T
+  poses = np.stack([positions[:, [index[n] for n in group]].mean(axis=1)
+                    for group in mapping], axis=1)
   lowest = positions[..., 2].min(axis=1)
   floor = lowest.min()
   poses[..., 2] -= floor
   return poses, lowest - floor
+
+
+def clip_poses(path: str | os.PathLike, fps: float = 50.0,
+               scale: BodyScale = BodyScale()) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a cgspeed MotionBuilder CMU BVH clip (120 fps, T-pose frame 0) as Human3.6M-17.
+
+  Frame 0 (the T-pose) is dropped, the rest resampled to `fps` (see `skeleton_poses` for
+  the result).
+  """
+  motion = _read_bvh_cached(os.fspath(path))
+  for needed in {n for group in H36M_FROM_CMU for n in group}:
+    motion.index(needed)  # KeyError naming the file and the joint
+  if motion.num_frames < 3:
+    raise InputError(f"BVH clip {motion.path} has {motion.num_frames} frames; need >= 3")
+  rotations, root = bvh_lib.local_transforms(motion)
+  rotations, times, lo = resample_rotations(rotations[1:], motion.fps, fps)
+  root = root[1:]
+  w = (times - lo)[:, None]
+  root = (1 - w) * root[lo] + w * root[lo + 1]
+  return skeleton_poses(motion.names, motion.parents, motion.offsets * CMU_UNIT_MM,
+                        rotations, root * CMU_UNIT_MM, scale)
+
+
+def library_poses(clip: str, scale: BodyScale = BodyScale(),
+                  library_dir: str | None = None) -> np.ndarray:
+  """(N, 17, 3) float64 mm of a library clip at 50 fps (see `skeleton_poses`)."""
+  data = motion_library.load_clip(clip, library_dir)
+  poses, _ = skeleton_poses(data.joints, data.parents, data.offsets, data.rotations,
+                            data.root, scale)
+  return poses
 
 
 @functools.lru_cache(maxsize=None)
@@ -341,50 +347,178 @@ def place(poses: np.ndarray, subject: str, variation: Variation) -> np.ndarray:
   return placed[start:stop]
 
 
+# ----------------------------------------------------------------------------- the plan
+
+# CMU subjects whose clips only the test subjects perform (none of them in training):
+# walking (06, 09, 12, 35), running (09), jumping, exercise and reaching (13), dancing
+# (61 salsa, 94), sports (06). Styled walking (105 only), turning (16 only) and bending
+# (02 only) are training actions without test clips.
+TEST_CMU_SUBJECTS = ("06", "09", "12", "13", "35", "61", "94")
+# Long clips are cut into segments of at most this many 50 fps frames (10 s) whose root
+# stays within a square of SEGMENT_REACH_MM on the floor, so that a segment fits in the
+# area all cameras see (about 2.4 x 3.2 m) without being cut by `place`.
+SEGMENT_FRAMES = 500
+SEGMENT_REACH_MM = 1500.0
+# Frames per (synthetic subject, action): 5 x 10 x 2600 = 130k training frames (520k
+# camera frames in h36m_poses); the test split has 2 x 7 x 700.
+TRAIN_FRAMES_PER_ACTION = 2600
+TEST_FRAMES_PER_ACTION = 700
+_MIN_PIECE = 50  # never plan a cut-off piece shorter than 1 s
+_MAX_REPEATS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanItem:
+  """Frames [start, stop) of a library clip, performed with a variation."""
+  clip: str
+  start: int
+  stop: int
+  variation: Variation
+
+
+def library_split(library_dir: str | None = None
+                  ) -> dict[str, tuple[motion_library.ClipInfo, ...]]:
+  """The library's clips of the training and of the test CMU subjects."""
+  infos = motion_library.clips(library_dir)
+  test = tuple(c for c in infos if c.cmu_subject in TEST_CMU_SUBJECTS)
+  train = tuple(c for c in infos if c.cmu_subject not in TEST_CMU_SUBJECTS)
+  return {"train": train, "test": test}
+
+
+def clip_segments(root_floor: np.ndarray) -> list[tuple[int, int]]:
+  """Cuts a clip into [start, stop) pieces of at most SEGMENT_FRAMES frames whose floor path
+  stays within SEGMENT_REACH_MM in each floor axis (pieces of at least _MIN_PIECE frames,
+  except a clip shorter than that).
+
+  Args:
+    root_floor: (F, 2) the root's floor-plane coordinates, mm.
+  """
+  pieces, start = [], 0
+  num = len(root_floor)
+  while start < num:
+    window = root_floor[start:start + SEGMENT_FRAMES]
+    extent = (np.maximum.accumulate(window, axis=0)
+              - np.minimum.accumulate(window, axis=0)).max(axis=1)
+    over = np.flatnonzero(extent > SEGMENT_REACH_MM)
+    over = over[over >= _MIN_PIECE]  # the first frame that would leave the square
+    stop = start + (int(over[0]) if len(over) else len(window))
+    if num - stop < _MIN_PIECE:  # too short a rest: part of this piece
+      stop = num
+    pieces.append((start, stop))
+    start = stop
+  return pieces
+
+
+def _segments(infos: Sequence[motion_library.ClipInfo], library_dir: str | None = None
+              ) -> list[tuple[str, int, int]]:
+  """`clip_segments` of every clip, CMU subjects interleaved (one piece of each CMU
+  subject in turn), so that a stretch of the order is balanced over them."""
+  by_subject: dict[str, list[tuple[str, int, int]]] = {}
+  for info in sorted(infos, key=lambda c: c.clip):
+    root = motion_library.root_path(info.clip, library_dir)[:, [0, 2]]  # Y up: x, z floor
+    by_subject.setdefault(info.cmu_subject, []).extend(
+        (info.clip, a, b) for a, b in clip_segments(root))
+  queues = [by_subject[s] for s in sorted(by_subject)]
+  out = []
+  # A CMU subject with few pieces comes round again (up to _MAX_REPEATS times each), so a
+  # subject with many (salsa) does not fill the tail of the order alone.
+  for k in range(max((len(q) for q in queues), default=0)):
+    out.extend(q[k % len(q)] for q in queues if k < _MAX_REPEATS * len(q))
+  return out
+
+
+def make_plan(train_frames_per_action: int = TRAIN_FRAMES_PER_ACTION,
+              test_frames_per_action: int = TEST_FRAMES_PER_ACTION, seed: int = 0,
+              library_dir: str | None = None) -> dict[str, list[PlanItem]]:
+  """What each synthetic subject performs: per action the same number of frames.
+
+  Every subject of a split takes, for each action its CMU subjects perform, segments in
+  the interleaved order of `_segments` from its own starting point (so the subjects see
+  different segments) until it has `<split>_frames_per_action` frames; an action with
+  fewer frames than that is repeated with other variations. Deterministic.
+
+  Returns:
+    subject -> [PlanItem], for vocab.SUBJECTS.
+  """
+  split = library_split(library_dir)
+  plan = {}
+  for name, subjects, budget in (("train", vocab.TRAIN_SUBJECTS, train_frames_per_action),
+                                 ("test", vocab.TEST_SUBJECTS, test_frames_per_action)):
+    by_action = {a: [c for c in split[name] if c.action == a] for a in vocab.LIBRARY_ACTIONS}
+    for s, subject in enumerate(subjects):
+      items = []
+      for a, action in enumerate(vocab.LIBRARY_ACTIONS):
+        segments = _segments(by_action[action], library_dir)
+        if not segments:
+          continue
+        rng = np.random.default_rng([seed, vocab.subject_index(subject), a])
+        position = s * len(segments) // len(subjects)
+        total = 0
+        while total < budget:
+          clip, start, stop = segments[position % len(segments)]
+          position += 1
+          if stop - start > budget - total:
+            stop = start + max(budget - total, min(_MIN_PIECE, stop - start))
+          total += stop - start
+          variation = Variation(mirror=bool(rng.random() < 0.5),
+                                heading_deg=float(rng.uniform(0.0, 360.0)),
+                                offset_mm=tuple(float(v) for v in rng.uniform(-150, 150, 2)))
+          items.append(PlanItem(clip, start, stop, variation))
+      plan[subject] = items
+  return plan
+
+
+@functools.lru_cache(maxsize=2)
+def default_plan() -> dict[str, list[PlanItem]]:
+  """`make_plan()` with its defaults (computed once)."""
+  return make_plan()
+
+
 def subject_sequences(subject: str, fps: float = 50.0,
-                      bvh_dir: str | os.PathLike | None = None,
-                      plan: Sequence[tuple[str, Variation]] | None = None
-                      ) -> list[MotionSequence]:
+                      plan: Sequence[PlanItem] | None = None,
+                      library_dir: str | None = None) -> list[MotionSequence]:
   """The sequences of one synthetic subject.
 
   Args:
     subject: a name of vocab.SUBJECTS.
-    fps: output frame rate.
-    bvh_dir: folder of the `<clip>.bvh` files; default the packaged clips.
-    plan: (clip, Variation) pairs to perform; default SEQUENCE_PLAN[subject]. Sequence
-      names number a clip's variations in plan order.
+    fps: output frame rate; the library's (50) is the only one offered.
+    plan: what to perform; default `default_plan()[subject]`. Sequence names are
+      '<clip>_<k>', k numbering the subject's uses of the clip in plan order.
+    library_dir: the motion library (default the packaged one).
   """
-  if subject not in SEQUENCE_PLAN:
+  if subject not in vocab.SUBJECTS:
     raise ValueError(f"unknown synthetic subject {subject!r}; expected one of "
-                     f"{tuple(SEQUENCE_PLAN)}")
+                     f"{vocab.SUBJECTS}")
+  if abs(fps - motion_library.library_fps(library_dir)) > 1e-6:
+    raise ValueError(f"fps={fps}: the motion library is stored at "
+                     f"{motion_library.library_fps(library_dir):g} fps; resample afterwards")
+  items = default_plan()[subject] if plan is None else plan
+  infos = {c.clip: c for c in motion_library.clips(library_dir)}
+  poses_of: dict[str, np.ndarray] = {}
   out = []
   counts: dict[str, int] = {}
-  for clip, variation in (SEQUENCE_PLAN[subject] if plan is None else plan):
-    path = clip_path(clip, bvh_dir)
-    poses = _clip_poses_cached(path, float(fps), SUBJECT_SCALES[subject])
-    placed = place(poses, subject, variation)
-    k = counts[clip] = counts.get(clip, -1) + 1
-    out.append(MotionSequence(subject=subject, action=CLIP_ACTIONS[clip],
-                              sequence=f"{clip}_{k}", poses_world=placed.astype(np.float32),
-                              fps=fps))
+  for item in items:
+    if item.clip not in poses_of:
+      poses_of[item.clip] = library_poses(item.clip, SUBJECT_SCALES[subject], library_dir)
+    placed = place(poses_of[item.clip][item.start:item.stop], subject, item.variation)
+    if len(placed) < 2:
+      continue
+    k = counts[item.clip] = counts.get(item.clip, -1) + 1
+    out.append(MotionSequence(subject=subject, action=infos[item.clip].action,
+                              sequence=f"{item.clip}_{k}",
+                              poses_world=placed.astype(np.float32), fps=fps))
   return out
 
 
 def synthetic_sequences(fps: float = 50.0, subjects: Sequence[str] = vocab.SUBJECTS,
-                        bvh_dir: str | os.PathLike | None = None) -> list[MotionSequence]:
-  """The synthetic default's pose sequences: every subject's clips, at `fps`.
+                        library_dir: str | None = None) -> list[MotionSequence]:
+  """The synthetic default's pose sequences: every subject's planned segments.
 
-  Training subjects S1, S5, S6, S7, S8 perform TRAIN_CLIPS; test subjects S9, S11 perform
-  TEST_CLIPS, which no training subject performs.
-
-  Args:
-    fps: output frame rate (the clips are 120 fps; 50 matches Human3.6M).
-    subjects: which subjects to return (each must be in vocab.SUBJECTS).
-    bvh_dir: folder with the `<clip>.bvh` files; default the packaged clips.
+  Training subjects S1, S5, S6, S7, S8 perform clips of the training CMU subjects; test
+  subjects S9, S11 clips of TEST_CMU_SUBJECTS, which no training subject performs.
 
   Raises:
-    ValueError: unknown subject; FileNotFoundError: a BVH file is missing.
+    ValueError: unknown subject or a frame rate other than the library's.
   """
-  if fps <= 0:
-    raise ValueError(f"fps must be positive, got {fps}")
-  return [s for subject in subjects for s in subject_sequences(subject, fps, bvh_dir)]
+  return [s for subject in subjects
+          for s in subject_sequences(subject, fps, library_dir=library_dir)]

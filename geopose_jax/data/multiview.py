@@ -52,13 +52,15 @@ class MultiviewIndex:
 
   Attributes:
     record: (R,) the reader's record number of each entry.
-    subject, action: (R,) int32 vocab codes per entry.
+    subject, action: (R,) int32 codes into `subject_names` / `action_names` per entry.
     frame: (R,) int32.
     sequence_id: (R,) int32 index into `sequences`.
     sequences: (S,) (subject, action, sequence) names.
     members: (R,) entries grouped by sequence, frames ascending.
     offsets: (S + 1,) start of each sequence's run in `members`.
     position: (R,) each entry's position inside its sequence's run.
+    subject_names, action_names: the vocabularies of the entries' names
+      (vocab.subject_vocabulary / action_vocabulary), the same on every host.
   """
   record: np.ndarray
   subject: np.ndarray
@@ -69,6 +71,8 @@ class MultiviewIndex:
   members: np.ndarray
   offsets: np.ndarray
   position: np.ndarray
+  subject_names: tuple[str, ...] = ()
+  action_names: tuple[str, ...] = ()
 
   def __len__(self) -> int:
     return len(self.frame)
@@ -94,12 +98,17 @@ def build_index(subjects, actions, sequences, frames, records=None) -> Multiview
   offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
   position = np.empty(len(frame), np.int64)
   position[members] = np.arange(len(frame)) - np.repeat(offsets[:-1], counts)
+  subject_names = vocab.subject_vocabulary(subjects)
+  action_names = vocab.action_vocabulary(actions)
+  subject_code = {name: i for i, name in enumerate(subject_names)}
+  action_code = {name: i for i, name in enumerate(action_names)}
   return MultiviewIndex(
       record=np.arange(len(frame)) if records is None else np.asarray(records, np.int64),
-      subject=np.asarray([vocab.subject_index(s) for s in subjects], np.int32),
-      action=np.asarray([vocab.action_index(a) for a in actions], np.int32),
+      subject=np.asarray([subject_code[s] for s in subjects], np.int32),
+      action=np.asarray([action_code[a] for a in actions], np.int32),
       frame=frame, sequence_id=sequence_id, sequences=names, members=members,
-      offsets=offsets, position=position)
+      offsets=offsets, position=position, subject_names=subject_names,
+      action_names=action_names)
 
 
 _INDEX_FILE = "geopose_index-{split}.json"
@@ -179,12 +188,11 @@ def label_subset(index: MultiviewIndex, subjects=(), fraction: float = 1.0, seed
     raise ValueError(f"config.data.label_fraction={fraction} must be in (0, 1]")
   keep = np.ones(len(index), bool)
   if subjects:
-    codes = [vocab.subject_index(s) for s in subjects]
-    present = set(np.unique(index.subject).tolist())
-    missing = [s for s, c in zip(subjects, codes) if c not in present]
+    missing = [s for s in subjects if s not in index.subject_names]
     if missing:
       raise ValueError(f"config.data.label_subjects {tuple(subjects)}: {missing} not in this "
-                       f"split (it has {sorted(vocab.SUBJECTS[c] for c in present)})")
+                       f"split (it has {list(index.subject_names)})")
+    codes = [index.subject_names.index(s) for s in subjects]
     keep = np.isin(index.subject, codes)
   candidates = index.members[keep[index.members]]  # sorted by (sequence, frame)
   if fraction < 1.0:
@@ -203,7 +211,13 @@ def _label_records(data_config, index: MultiviewIndex) -> np.ndarray:
 # ----------------------------------------------------------------------------- items
 
 
-def _view(record: sources.Record, view: int) -> sources.Record:
+def _codes(index: MultiviewIndex, entry: int) -> sources.Record:
+  """subject, action (codes into the index's vocabularies) and sequence of an entry."""
+  return {"subject": np.int32(index.subject[entry]), "action": np.int32(index.action[entry]),
+          "sequence": np.int32(index.sequence_id[entry])}
+
+
+def _view(record: sources.Record, view: int, codes: sources.Record) -> sources.Record:
   """One camera of a record -> the single-view keys (see `single_views`)."""
   return {
       "image": sources.decode_view(record["images"], view),
@@ -212,8 +226,7 @@ def _view(record: sources.Record, view: int) -> sources.Record:
       "R": np.asarray(record["R"][view], np.float32),
       "K": np.asarray(record["K"][view], np.float32),
       "pose_3d_cam": np.asarray(record["pose_3d_cam"][view], np.float32),
-      "subject": np.int32(vocab.subject_index(record["subject"])),
-      "action": np.int32(vocab.action_index(record["action"])),
+      **codes,
       "camera": np.int32(view),
       "frame": np.int32(record["frame"]),
   }
@@ -237,7 +250,9 @@ def _pair_group(element, rng: np.random.Generator, *, reader: sources.RecordRead
   num_views = len(first["R"])
   a, b = rng.choice(num_views, 2, replace=False)
   c, d = rng.choice(num_views, 2, replace=False)
-  group = _stack([_view(first, a), _view(first, b), _view(second, c), _view(second, d)])
+  codes = _codes(index, anchor)  # the partner is of the same sequence
+  group = _stack([_view(first, a, codes), _view(first, b, codes), _view(second, c, codes),
+                  _view(second, d, codes)])
   if "valid" in element:
     group["valid"] = np.repeat(element["valid"], GROUP_SIZE)
   return group
@@ -248,15 +263,18 @@ def _flatten_groups(batch: sources.Record) -> sources.Record:
   return {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
 
 
-def _single_view(element, *, reader: sources.RecordReader) -> sources.Record:
-  item = _view(reader.parse(int(element["record"])), int(element["view"]))  # reader numbering
+def _single_view(element, *, reader: sources.RecordReader, index: MultiviewIndex
+                 ) -> sources.Record:
+  item = _view(reader.parse(int(index.record[element["entry"]])), int(element["view"]),
+               _codes(index, int(element["entry"])))
   if "valid" in element:
     item["valid"] = element["valid"]
   return item
 
 
-def _all_views(element, *, reader: sources.RecordReader) -> sources.Record:
-  record = reader.parse(int(element["record"]))
+def _all_views(element, *, reader: sources.RecordReader, index: MultiviewIndex
+               ) -> sources.Record:
+  record = reader.parse(int(index.record[element["entry"]]))
   num_views = len(record["R"])
   item = {
       "images": np.stack([sources.decode_view(record["images"], v) for v in range(num_views)]),
@@ -266,9 +284,9 @@ def _all_views(element, *, reader: sources.RecordReader) -> sources.Record:
       "K": np.asarray(record["K"], np.float32),
       "pose_3d_cam": np.asarray(record["pose_3d_cam"], np.float32),
       "pose_3d_world": np.asarray(record["pose_3d_world"], np.float32),
-      "subject": np.int32(vocab.subject_index(record["subject"])),
-      "action": np.int32(vocab.action_index(record["action"])),
+      **_codes(index, int(element["entry"])),
       "frame": np.int32(record["frame"]),
+      "sequence": np.int32(element["sequence"]),
   }
   if "valid" in element:
     item["valid"] = element["valid"]
@@ -293,8 +311,10 @@ def nvs_pairs(data_config: ml_collections.ConfigDict, *, split: str = "train",
     image (B, H, W, 3) uint8, background (B, H, W, 3) uint8 (the same view's background),
     mask (B, H, W, 1) uint8 {0, 1}, R (B, 3, 3) f32 world->camera, K (B, 3, 3) f32 crop
     intrinsics, pose_3d_cam (B, 17, 3) f32 mm, subject (B,) int32, action (B,) int32
-    (vocab codes), camera (B,) int32 view index, frame (B,) int32; + valid (B,) bool for a
-    finite pass (the 4 items of a padding group are all invalid).
+    (codes into the index's subject_names / action_names), sequence (B,) int32 (index
+    into `open_multiview(...)[1].sequences`), camera (B,) int32 view index, frame (B,)
+    int32; + valid (B,) bool for a finite pass (the 4 items of a padding group are all
+    invalid).
   """
   local = batching.local_batch_size(global_batch_size, process_count, GROUP_SIZE)
   reader, index = open_multiview(data_config, split)
@@ -321,18 +341,18 @@ def single_views(data_config: ml_collections.ConfigDict, *, split: str = "train"
   `labelled_only=False` to see the whole split.
 
   Batch (B = global_batch_size / process_count): the keys of `nvs_pairs` (image,
-  background, mask, R, K, pose_3d_cam mm, subject, action, camera, frame), independent
+  background, mask, R, K, pose_3d_cam mm, subject, action, sequence, camera, frame), independent
   items; + valid (B,) bool for a finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
   reader, index = open_multiview(data_config, split)
   entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
-  records = index.record[entries]
-  num_views = len(reader.parse(int(records[0]))["R"])
+  num_views = len(reader.parse(int(index.record[entries[0]]))["R"])
   return batching.make_loader(
-      batching.ArraySource({"record": np.repeat(records, num_views),
-                           "view": np.tile(np.arange(num_views), len(records))}),
-      data_config=data_config, item_ops=[batching.FnMap(_single_view, reader=reader)],
+      batching.ArraySource({"entry": np.repeat(entries, num_views),
+                           "view": np.tile(np.arange(num_views), len(entries))}),
+      data_config=data_config,
+      item_ops=[batching.FnMap(_single_view, reader=reader, index=index)],
       batch_size=local, process_index=process_index, process_count=process_count,
       seed=seed, shuffle=shuffle, num_epochs=num_epochs)
 
@@ -347,14 +367,15 @@ def multiview_samples(data_config: ml_collections.ConfigDict, *, split: str = "t
   Batch (B = global_batch_size / process_count):
     images (B, 4, H, W, 3) uint8, masks (B, 4, H, W) uint8 {0, 1}, R (B, 4, 3, 3),
     t (B, 4, 3) camera centres mm, K (B, 4, 3, 3), pose_3d_cam (B, 4, 17, 3) mm,
-    pose_3d_world (B, 17, 3) mm, subject (B,), action (B,), frame (B,) int32;
+    pose_3d_world (B, 17, 3) mm, subject (B,), action (B,), sequence (B,), frame (B,) int32
+    (codes as in `nvs_pairs`);
     + valid (B,) bool for a finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
   reader, index = open_multiview(data_config, split)
   entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
   return batching.make_loader(
-      batching.ArraySource({"record": index.record[entries]}), data_config=data_config,
-      item_ops=[batching.FnMap(_all_views, reader=reader)], batch_size=local,
+      batching.ArraySource({"entry": np.asarray(entries)}), data_config=data_config,
+      item_ops=[batching.FnMap(_all_views, reader=reader, index=index)], batch_size=local,
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)

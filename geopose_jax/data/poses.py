@@ -1,4 +1,4 @@
-"""2D/3D pose loaders for the lifter, and whole test sequences for temporal evaluation.
+"""2D/3D pose loaders: the pose tables of a split, frame batches for the lifters.
 
 They read `h36m_poses` (one record per subject, sequence and camera; see
 data_prep/h36m_poses): the split's sequences are loaded into memory once (poses are small)
@@ -37,9 +37,12 @@ class PoseTable:
     pose_2d: (F, 17, 2) float32 normalised screen coordinates.
     pose_3d_cam: (F, 17, 3) float32 camera frame, metres.
     start, length: (S,) int64 each sequence's first frame in the table and frame count.
-    subject, action, camera: (S,) int32 vocab codes and camera index per sequence.
+    subject, action: (S,) int32 codes into `subject_names` / `action_names`.
+    camera: (S,) int32 camera index per sequence.
     names: (S,) (subject, action, sequence, camera_id) per sequence.
-    sequence_of_frame: (F,) int32 the sequence each frame belongs to.
+    sequence_of_frame: (F,) int32 the sequence each frame belongs to (index into `names`).
+    subject_names, action_names: the split's vocabularies (vocab.subject_vocabulary /
+      action_vocabulary of the names present).
   """
   pose_2d: np.ndarray
   pose_3d_cam: np.ndarray
@@ -50,6 +53,8 @@ class PoseTable:
   camera: np.ndarray
   names: tuple[tuple[str, str, str, str], ...]
   sequence_of_frame: np.ndarray
+  subject_names: tuple[str, ...] = ()
+  action_names: tuple[str, ...] = ()
 
   @property
   def num_frames(self) -> int:
@@ -75,16 +80,19 @@ def _read_table(builder_dir: str, split: str, subjects: tuple[str, ...]) -> Pose
   # Stored order is a hash order; sort so frame numbering is the same on every machine.
   records.sort(key=lambda r: (r["subject"], r["sequence"], int(r["camera_index"])))
   length = np.asarray([len(r["pose_2d"]) for r in records], np.int64)
+  subject_names = vocab.subject_vocabulary(r["subject"] for r in records)
+  action_names = vocab.action_vocabulary(r["action"] for r in records)
   return PoseTable(
       pose_2d=np.concatenate([r["pose_2d"] for r in records]).astype(np.float32),
       pose_3d_cam=np.concatenate([r["pose_3d_cam"] for r in records]).astype(np.float32),
       start=np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64),
       length=length,
-      subject=np.asarray([vocab.subject_index(r["subject"]) for r in records], np.int32),
-      action=np.asarray([vocab.action_index(r["action"]) for r in records], np.int32),
+      subject=np.asarray([subject_names.index(r["subject"]) for r in records], np.int32),
+      action=np.asarray([action_names.index(r["action"]) for r in records], np.int32),
       camera=np.asarray([int(r["camera_index"]) for r in records], np.int32),
       names=tuple((r["subject"], r["action"], r["sequence"], r["camera_id"]) for r in records),
-      sequence_of_frame=np.repeat(np.arange(len(records), dtype=np.int32), length))
+      sequence_of_frame=np.repeat(np.arange(len(records), dtype=np.int32), length),
+      subject_names=subject_names, action_names=action_names)
 
 
 def load_poses(data_config: ml_collections.ConfigDict, split: str) -> PoseTable:
@@ -132,7 +140,9 @@ def lifter_frames(data_config: ml_collections.ConfigDict, *, split: str = "train
 
   Batch (B = global_batch_size / process_count):
     pose_2d (B, 17, 2) f32 normalised screen coordinates, pose_2d_next (B, 17, 2) the same
-    camera `frame_step` frames later, subject, action, camera (B,) int32;
+    camera `frame_step` frames later, subject, action (B,) int32 codes into the table's
+    subject_names / action_names, camera (B,) int32, sequence (B,) int32 index into
+    `load_poses(...).names`;
     + valid (B,) bool for a finite pass. There is no 3D key.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
@@ -161,7 +171,8 @@ def labelled_frames(data_config: ml_collections.ConfigDict, *, split: str = "tes
 
   Batch (B = global_batch_size / process_count):
     pose_2d (B, 17, 2) f32 normalised, pose_3d_cam (B, 17, 3) f32 camera frame mm,
-    subject, action, camera (B,) int32; + valid (B,) bool for a finite pass.
+    subject, action, camera, sequence (B,) int32 (as in `lifter_frames`); + valid (B,) bool
+    for a finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
   table = load_poses(data_config, split)
@@ -170,44 +181,3 @@ def labelled_frames(data_config: ml_collections.ConfigDict, *, split: str = "tes
       batch_ops=[batching.FnMap(_labelled_frames, table=table)],
       process_index=process_index, process_count=process_count, seed=seed,
       shuffle=shuffle, num_epochs=num_epochs)
-
-
-# ----------------------------------------------------------------------------- sequences
-
-
-@dataclasses.dataclass(frozen=True)
-class TestSequence:
-  """One whole (subject, sequence, camera) of the evaluation split.
-
-  Attributes:
-    subject, action (canonical), sequence (the source's name), camera (id, e.g. "54138969").
-    pose_2d: (N, 17, 2) float32 normalised screen coordinates.
-    pose_3d_cam: (N, 17, 3) float32 camera frame, millimetres.
-  """
-  subject: str
-  action: str
-  sequence: str
-  camera: str
-  pose_2d: np.ndarray
-  pose_3d_cam: np.ndarray
-
-
-def test_sequences(data_config: ml_collections.ConfigDict, split: str = "test", *,
-                   process_index: int = 0, process_count: int = 1) -> list[TestSequence]:
-  """Whole sequences for temporal evaluation, in a fixed order (subject, sequence, camera).
-
-  With several processes, process p gets sequences p, p + P, p + 2P, ...; their union is
-  the split.
-  """
-  table = load_poses(data_config, split)
-  result = []
-  for s in range(process_index, len(table.names), process_count):
-    frames = slice(table.start[s], table.start[s] + table.length[s])
-    subject, action, sequence, camera = table.names[s]
-    result.append(TestSequence(subject, action, sequence, camera, table.pose_2d[frames],
-                               table.pose_3d_cam[frames] * np.float32(1000.0)))
-  return result
-
-
-test_sequences.__test__ = False  # not a pytest test despite its name
-TestSequence.__test__ = False

@@ -17,6 +17,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 
 from geopose_jax.data import builders
+from geopose_jax.data import integrity
 from geopose_jax.errors import ConfigError, DatasetError
 
 Record = dict[str, Any]
@@ -64,6 +65,7 @@ def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
           f"dataset {name!r} is not prepared in {data_dir} and no builder is registered for "
           f"it (registered: {builders.registered()}; `import data_prep` registers ours); "
           "check config.data.name and data_dir, or build it with python -m data_prep.build")
+    integrity.check_dataset(builder.data_dir)
     return builder
   options = {}
   manual_dir = str(data_config.get("manual_dir", "") or "")
@@ -75,7 +77,9 @@ def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
   if ("npz_3d" in options or "npz_2d" in options) and dataset != "h36m_poses":
     raise ConfigError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "
                       f"{name!r}")
-  return _build_once(lambda: ensure_built(name, data_dir, **options), name)
+  builder = _build_once(lambda: ensure_built(name, data_dir, **options), name)
+  integrity.check_dataset(builder.data_dir, name)
+  return builder
 
 
 def _build_once(build_fn, name: str):

@@ -1,9 +1,14 @@
-"""Integer codes for subjects and actions, so that batches hold only arrays.
+"""Canonical orders of subject and action names.
 
-Batches carry `subject` and `action` as int32 indices into these tuples; records store the
-names. Human3.6M's 15 canonical actions come first; the synthetic default's motions that
-Human3.6M lacks follow (its walking clips use Human3.6M's "Walking").
+Batches carry `subject` and `action` as int32 codes into the vocabulary that the loaded data
+carries (`PoseTable.subject_names` / `action_names`, `MultiviewIndex` likewise), made by
+`subject_vocabulary` / `action_vocabulary` from the names present: canonical names first in
+their canonical order, then any other names sorted, so every host derives the same codes.
 """
+
+from __future__ import annotations
+
+from typing import Iterable
 
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
@@ -15,6 +20,9 @@ H36M_ACTIONS = (
     "WalkTogether")
 SYNTHETIC_ONLY_ACTIONS = ("Running", "Jumping", "Boxing", "Swordplay")
 ACTIONS = H36M_ACTIONS + SYNTHETIC_ONLY_ACTIONS
+# The packaged CMU motion library's categories (geopose_jax/data/motion_library.py).
+LIBRARY_ACTIONS = ("walking", "styled walking", "turning", "running", "jumping", "dancing",
+                   "sports", "exercise", "reaching", "bending")
 
 
 def subject_index(name: str) -> int:
@@ -28,3 +36,16 @@ def action_index(name: str) -> int:
     raise ValueError(f"unknown action {name!r}; expected one of {ACTIONS} "
                      "(canonicalise raw names with geopose_jax.skeleton.canonical_action)")
   return ACTIONS.index(name)
+
+
+def subject_vocabulary(names: Iterable[str]) -> tuple[str, ...]:
+  """The distinct subject names: SUBJECTS' order first, then others sorted."""
+  present = set(names)
+  return tuple(s for s in SUBJECTS if s in present) + tuple(sorted(present - set(SUBJECTS)))
+
+
+def action_vocabulary(names: Iterable[str]) -> tuple[str, ...]:
+  """The distinct action names: Human3.6M's canonical order first, then others sorted."""
+  present = set(names)
+  return (tuple(a for a in H36M_ACTIONS if a in present)
+          + tuple(sorted(present - set(H36M_ACTIONS))))

@@ -18,7 +18,7 @@ import numpy as np
 
 from geopose_jax import skeleton
 from geopose_jax.data import batching
-from geopose_jax.data import poses as poses_lib
+from geopose_jax.data import poses as poses_data
 
 def _check_receptive_field(receptive_field: int) -> None:
   if receptive_field < 1 or receptive_field % 2 == 0:
@@ -59,7 +59,7 @@ def sequence_windows(sequence: np.ndarray, frames: np.ndarray, receptive_field: 
   return sequence[indices]
 
 
-def _windows(batch, *, table: poses_lib.PoseTable, receptive_field: int, causal: bool
+def _windows(batch, *, table: poses_data.PoseTable, receptive_field: int, causal: bool
              ) -> batching.Record:
   frame = batch["index"]
   sequence = table.sequence_of_frame[frame]
@@ -98,11 +98,12 @@ def temporal_windows(data_config: ml_collections.ConfigDict, *, receptive_field:
     pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, target at T // 2
       (causal: T - 1);
     pose_3d (B, 17, 3) f32 the target frame's root-relative camera-frame pose in METRES;
-    subject, action, camera, sequence (B,) int32; + valid (B,) bool for a finite pass.
+    subject, action, camera, sequence (B,) int32 (codes into the table's subject_names /
+    action_names; sequence indexes its names); + valid (B,) bool for a finite pass.
   """
   _check_receptive_field(receptive_field)
   local = batching.local_batch_size(global_batch_size, process_count)
-  table = poses_lib.load_poses(data_config, split)
+  table = poses_data.load_poses(data_config, split)
   return batching.make_batch_loader(
       table.num_frames, data_config=data_config, batch_size=local,
       batch_ops=[batching.FnMap(_windows, table=table, receptive_field=receptive_field,

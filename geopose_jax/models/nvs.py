@@ -33,16 +33,15 @@ Parameter tree (`params`; BatchNorm `scale`/`bias` in params, `mean`/`var` in
   upconv_{1,2,3}_stage0/conv/{conv1,conv2}/0/{kernel,bias}
   final_stage0/{kernel (1,1,32,3), bias}
 A PyTorch key `encoder.layer1.0.bn1.running_var` is `batch_stats/encoder/layer1/0/bn1/var`.
-Stage 1 of the original freezes `encoder/{conv1,bn1,layer1,layer2}` (STAGE1_FROZEN_PREFIXES).
+Stage 1 of the original freezes `encoder/{conv1,bn1,layer1,layer2}` (configs/nvs.py STAGE1_FROZEN).
 
 Images are NHWC float32, normalised with ImageNet statistics (`normalize_image`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -56,18 +55,11 @@ Dtype = Any
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# The paper's network (defaults of NVSModel) and a small variant for CPU demos and tests.
+# The paper's network (the defaults of NVSModel).
 PAPER_CONFIG: dict[str, Any] = dict(
     encoder_depth=(3, 4, 6), width=64, block="bottleneck", layer4_reg_blocks=3,
     to_vec_channels=(512, 128), bottleneck_num_latent_points=200, appearance_dim=128,
     decoder_channels=(32, 64, 128, 256), dropout=0.3, image_size=128)
-SMALL_CONFIG: dict[str, Any] = dict(
-    encoder_depth=(1, 1, 1), width=16, block="bottleneck", layer4_reg_blocks=1,
-    to_vec_channels=(64, 32), bottleneck_num_latent_points=32, appearance_dim=16,
-    decoder_channels=(8, 16, 32, 64), dropout=0.3, image_size=128)
-
-# Parameter-path prefixes (joined by '/') the original freezes in stage 1.
-STAGE1_FROZEN_PREFIXES = ("encoder/conv1", "encoder/bn1", "encoder/layer1", "encoder/layer2")
 
 
 def normalize_image(images: jax.Array | np.ndarray) -> jax.Array:
@@ -420,27 +412,6 @@ class NVSModel(nn.Module):
     if rotation is not None:
       geometry = rotate_latent(geometry, rotation)
     return self.decode(appearance, geometry, background, train)
-
-
-def small_nvs_model(**overrides: Any) -> NVSModel:
-  """The small variant (SMALL_CONFIG) with any field overridden."""
-  fields = {f.name for f in dataclasses.fields(NVSModel)}
-  unknown = set(overrides) - fields
-  if unknown:
-    raise ValueError(f"unknown NVSModel fields {sorted(unknown)}")
-  return NVSModel(**{**SMALL_CONFIG, **overrides})
-
-
-def path_mask(params: Mapping[str, Any], prefixes: Sequence[str]) -> Any:
-  """A pytree of bools like `params`: True where the '/'-joined path starts with a prefix.
-
-  E.g. `optax.multi_transform` / `optax.masked` labels for freezing STAGE1_FROZEN_PREFIXES.
-  """
-  def match(path, _):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    return any(name == p or name.startswith(p + "/") for p in prefixes)
-
-  return jax.tree_util.tree_map_with_path(match, params)
 
 
 def count_params(tree: Any) -> int:

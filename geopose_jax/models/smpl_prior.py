@@ -69,3 +69,31 @@ class PriorGenerator(nn.Module):
 def generated_features(theta, beta, include_global: bool = False) -> jax.Array:
   """Generator output -> prior features (axis-angle through Rodrigues)."""
   return prior_features(rotations_lib.axis_angle_to_matrix(theta), beta, include_global)
+
+
+def frozen_prior_logits(num_betas: int, include_global: bool, disc_features: int):
+  """A trained discriminator used as a fixed prior by another task (smpl).
+
+  Args:
+    num_betas, include_global, disc_features: the prior run's `model` settings.
+
+  Returns:
+    (variables {'params', 'batch_stats'}, rotations `(B, 24, 3, 3)`, beta `(B, S)`) ->
+    `(B,)` logits; betas beyond the prior's are dropped, missing ones are zero.
+  """
+  discriminator = PriorDiscriminator(features=disc_features)
+
+  def logits(variables, rotations, beta):
+    if beta.shape[-1] < num_betas:
+      beta = jnp.pad(beta, ((0, 0), (0, num_betas - beta.shape[-1])))
+    features = prior_features(rotations, beta[:, :num_betas], include_global)
+    return discriminator.apply(variables, features, False)
+
+  return logits
+
+
+def init_discriminator(disc_features: int, num_betas: int, include_global: bool,
+                       rng: jax.Array):
+  """Fresh {'params', 'batch_stats'} of a discriminator (the shapes a prior is loaded into)."""
+  features = jnp.zeros((2, feature_size(num_betas, include_global)))
+  return PriorDiscriminator(features=disc_features).init(rng, features, False)

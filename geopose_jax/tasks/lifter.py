@@ -57,6 +57,8 @@ import numpy as np
 from geopose_jax import adversarial
 from geopose_jax import evaluation
 from geopose_jax import keypoints
+from geopose_jax.lifting import consistency_losses, constant_depth_lift, cycle
+from geopose_jax.lifting import in_millimetres, normalize_pose_3d
 from geopose_jax.data import poses as poses_data
 from geopose_jax.geometry import virtual_camera
 from geopose_jax.geometry.virtual_camera import rotate_about, rotation_pivot
@@ -70,56 +72,11 @@ from geopose_jax.train.task import Runtime, Task
 from geopose_jax.viz import lifter as lifter_viz
 
 PyTree = Any
-LiftFn = Callable[[jax.Array], jax.Array]
 
 # What a training batch may carry. Anything else (a 3D key above all) stops the step.
 METADATA_KEYS = frozenset({"subject", "action", "camera", "sequence", "valid"})
 UNSUPERVISED_KEYS = frozenset({"pose_2d", "pose_2d_next"})
 SUPERVISED_KEYS = frozenset({"pose_2d", "pose_3d_cam"})
-
-
-# --------------------------------------------------------------------------- the cycle
-def cycle(lift: LiftFn, pose_2d: jax.Array, rotation: jax.Array, *, pivot: str = "root",
-          depth_offset: float = 10.0, lifted: jax.Array | None = None,
-          min_depth: float = 1.0) -> dict[str, jax.Array]:
-  """Lift -> rotate -> project -> lift -> rotate back -> project.
-
-  Args:
-    lift: (B, J, 2) normalised 2D -> (B, J, 3) lifted pose.
-    pose_2d: (B, J, 2) normalised 2D input x.
-    rotation: (B, 3, 3) virtual camera rotation R.
-    pivot: see `virtual_camera.rotation_pivot`.
-    depth_offset: c.
-    lifted: L(x) when already computed (B, J, 3); lifted here otherwise.
-    min_depth: projections clamp depths below this (the lifter's own depths are >= 1; a
-      rotation may swing a joint closer, or behind the camera, while training is young).
-
-  Returns:
-    dict with `lifted` Y, `rotated` Y', `projected` x~ (B, J, 2), `relifted` Y~,
-    `reprojected` x^ (B, J, 2).
-  """
-  lifted = lift(pose_2d) if lifted is None else lifted
-  pivot_1 = rotation_pivot(lifted, pivot, depth_offset)
-  rotated = rotate_about(lifted, rotation, pivot_1)
-  projected = lifter_lib.project(rotated, min_depth)
-  relifted = lift(projected)
-  pivot_2 = rotation_pivot(relifted, pivot, depth_offset)
-  back = rotate_about(relifted, jnp.swapaxes(rotation, -1, -2), pivot_2)
-  return dict(lifted=lifted, rotated=rotated, projected=projected, relifted=relifted,
-              reprojected=lifter_lib.project(back, min_depth))
-
-
-def consistency_losses(out: dict[str, jax.Array], pose_2d: jax.Array,
-                       depth_offset: float = 10.0) -> dict[str, jax.Array]:
-  """Mean squared 2D (||x^ - x||^2) and 3D (||Y~ - Y'||^2) cycle errors, per coordinate.
-
-  Both are measured in body units: the 2D error times c (normalised poses have mean root
-  distance 1/c), the 3D error as is (a lifted body has a radius of about 1), so that the
-  weights of the two terms do not depend on c.
-  """
-  return dict(
-      cycle_2d=jnp.mean(jnp.square(depth_offset * (out["reprojected"] - pose_2d))),
-      cycle_3d=jnp.mean(jnp.square(out["relifted"] - out["rotated"])))
 
 
 # --------------------------------------------------------------------------- models and state
@@ -316,13 +273,6 @@ def self_supervised_train_step(state, batch, rng, *, models, depth_offset: float
   return new_state, metrics
 
 
-def normalize_pose_3d(pose: jax.Array) -> jax.Array:
-  """(..., J, 3) -> root-relative, scaled to unit mean joint-to-root distance."""
-  centred = pose - pose[..., lifter_lib.ROOT:lifter_lib.ROOT + 1, :]
-  dist = jnp.sum(lifter_lib.safe_norm(centred), axis=-1) / (pose.shape[-2] - 1)
-  return centred / jnp.maximum(dist, 1e-8)[..., None, None]
-
-
 def supervised_train_step(state, batch, rng, *, lifter, depth_offset: float):
   """The same lifter trained from 3D labels: MSE between scale-normalised root-relative poses.
 
@@ -353,27 +303,11 @@ def predict(config: ml_collections.ConfigDict, lifter_state: TrainState,
                       x, train=False)
 
 
-def constant_depth_lift(pose_2d: jax.Array, depth_offset: float = 10.0) -> jax.Array:
-  """The baseline: every joint at the root's depth, a flat pose facing the camera."""
-  x = lifter_lib.normalize_pose_2d(pose_2d, depth_offset)
-  return lifter_lib.unproject(x, jnp.full(x.shape[:-1], depth_offset + 1.0, x.dtype))
-
-
-def in_millimetres(lifted: jax.Array, body_scale_mm: float) -> jax.Array:
-  """(B, J, 3) lifted pose (any scale) -> root-centred, mean joint-to-root distance
-  `body_scale_mm`: the one body size a scale-free lifter is evaluated with."""
-  return normalize_pose_3d(lifted) * body_scale_mm
-
-
 # --------------------------------------------------------------------------- evaluation
 EVAL_CONVENTION = evaluation.Convention(
     root="both", notes=("the lifter's scale is unobservable: its pose is brought to mm with "
                         "one body size, eval.body_scale_mm (mean joint-to-root distance); "
                         "n_mpjpe and pa_mpjpe do not depend on it",))
-
-
-def sequence_info(table: poses_data.PoseTable) -> evaluation.SequenceInfo:
-  return evaluation.SequenceInfo.from_names(table.names)
 
 
 def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
@@ -399,7 +333,7 @@ def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict
 
   extra = ("constant_depth",) + (("unadapted",) if adapt is not None else ())
   return evaluation.evaluate_frames(
-      predict_fn, loader, runtime, info=sequence_info(table), convention=EVAL_CONVENTION,
+      predict_fn, loader, runtime, info=evaluation.SequenceInfo.from_names(table.names), convention=EVAL_CONVENTION,
       max_examples=int(config.eval.max_examples), extra_poses=extra,
       progress=bool(config.train.progress_bar), desc=f"eval {split}")
 

@@ -1,41 +1,53 @@
 """Stage 2 of Rhodin et al. (ECCV 2018): 3D pose from the NVS latent with few labels.
 
-Semi-supervised (default): the stage-1 network (`config.init_from`, an `nvs` run's workdir)
-is frozen and the original's MLP head (models.pose_head.PoseHead) learns the 17 joints from
-the *unrotated* geometry latent (200 x 3 = 600-d), on labels of a chosen subset (default S1
-only). The encoder's BatchNorm runs in inference mode; `model.encoder_bn_train_mode=True`
-reproduces the original, which left it in train mode (batch statistics, running averages
-updated) although frozen.
+Semi-supervised (default): the stage-1 network (`config.init_from`) is frozen and the
+original's MLP head (models.pose_head.PoseHead) learns the 17 joints from the *unrotated*
+geometry latent (200 x 3 = 600-d), on labels of a chosen subset (default S1 only). The
+encoder's BatchNorm runs in inference mode; `model.encoder_bn_train_mode=True` reproduces
+the original, which left it in train mode (batch statistics, running averages updated)
+although frozen.
 
 Supervised baseline (`configs/nvs_pose.py:supervised`, `model.supervised=True`): the same
 encoder and head trained end to end on the same labels, with no NVS pre-training (the
 comparison of the paper's Figure 4a).
 
+What the method freezes (the whole NVS network; supervised, its decoder) is added to
+`optim.frozen` by `resolve_config`, so config.json lists it. `--config.init_from` accepts an
+nvs run (-> the NVS network), an nvs_pose run (network and head), or Rhodin et al.'s
+`network_best_val_t1.pth` (encoder, decoder and its pose head `to_pose`).
+
 Targets: root-relative 3D pose in the camera frame (mm), normalised by the labelled
-training set's per-coordinate mean and std (the root's std set to 1); loss MSE; Adam.
-Evaluation (mm, test subjects): MPJPE, N-MPJPE (Rhodin's scale fit) and PA-MPJPE per action
-and overall (the Human3.6M protocol of geopose_jax.metrics).
+training set's per-coordinate mean and std (the root's std set to 1), kept in the state
+(`batch_stats/pose_targets`) so that evaluation never opens the train split; loss MSE; Adam.
+Evaluation (mm, test subjects): MPJPE, N-MPJPE (`n_mpjpe_rhodin`: Rhodin's scale fit over
+the 16 non-root joints), PA-MPJPE, PCK, AUC per action and overall (geopose_jax.evaluation).
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import pathlib
 from typing import Any
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from geopose_jax import evaluation
 from geopose_jax import metrics
-from geopose_jax.tasks import nvs
+from geopose_jax.errors import ConfigError
+from geopose_jax.models import nvs_synthesis as synthesis
+from geopose_jax.models import pose_head
+from geopose_jax.train import init_from as init_from_lib
+from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
+from geopose_jax.viz import nvs_pictures
 
 PyTree = Any
 NUM_JOINTS = 17
+STATS = "pose_targets"   # batch_stats entry holding the label statistics
 
 
 def root_relative(pose: jax.Array) -> jax.Array:
@@ -77,192 +89,194 @@ def labelled_poses(data_config: ml_collections.ConfigDict) -> np.ndarray:
                                     np.float32) for e in entries])
 
 
-def stage1_config(init_from: str) -> dict | None:
-  """The `model.net` settings of the stage-1 run in `init_from` (its config.json), if any."""
-  path = pathlib.Path(init_from).expanduser()
-  for folder in (path, *path.parents[:3]):
-    if (folder / "config.json").is_file():
-      with open(folder / "config.json") as f:
-        saved = json.load(f)
-      return saved.get("model", {}).get("net")
-  return None
-
-
-def build_head(config: ml_collections.ConfigDict):
-  from geopose_jax.models import pose_head  # pylint: disable=g-import-not-at-top
+def build_head(config: ml_collections.ConfigDict) -> pose_head.PoseHead:
   return pose_head.PoseHead(hidden_dim=config.model.head_hidden, output_dim=3 * NUM_JOINTS,
                             num_hidden=config.model.head_layers, dropout=config.model.head_dropout)
 
 
-def _encode_method(module, images, train):
-  return module.encode(images, train)[1]
-
-
-def make_predict(model, head, config: ml_collections.ConfigDict, mean, std):
-  """(params, batch_stats, images uint8, train, rng) -> (normalised output, new batch_stats)."""
-  size = config.model.net.image_size
-  supervised = config.model.supervised
-  encoder_train = supervised or config.model.encoder_bn_train_mode
-
-  def predict(params, batch_stats, images, train: bool, rng=None):
-    inputs = nvs.prepare_images(images, size)
-    nvs_vars = {"params": params["nvs"], "batch_stats": batch_stats["nvs"]}
-    new_stats = dict(batch_stats)
-    if train and encoder_train:
-      geometry, updates = model.apply(nvs_vars, inputs, True, method=_encode_method,
-                                      mutable=["batch_stats"])
-      new_stats["nvs"] = updates["batch_stats"]
-    else:
-      geometry = model.apply(nvs_vars, inputs, False, method=_encode_method)
-    if not supervised:
-      geometry = jax.lax.stop_gradient(geometry)
-    head_vars = {"params": params["head"], "batch_stats": batch_stats["head"]}
-    if train:
-      output, updates = head.apply(head_vars, geometry, True, rngs={"dropout": rng},
-                                   mutable=["batch_stats"])
-      new_stats["head"] = updates["batch_stats"]
-    else:
-      output = head.apply(head_vars, geometry, False)
-    return output, new_stats
-
-  return predict
-
-
-def trainable_prefixes(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """Frozen parameter prefixes: all of the NVS network, or (supervised) its decoder."""
+def method_frozen(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """optim.frozen patterns the method implies: all of the NVS network, or (supervised) its
+  decoder."""
   if not config.model.supervised:
-    return ("nvs",)
-  return ("nvs/from_latent", "nvs/conv_1_stage_bg0", "nvs/final_stage0",
-          *(f"nvs/upconv_{i}_stage0" for i in range(1, len(config.model.net.decoder_channels))))
+    return ("nvs/.*",)
+  decoder = ["from_latent", "conv_1_stage_bg0", "final_stage0",
+             *(f"upconv_{i}_stage0" for i in range(1, len(config.model.net.decoder_channels)))]
+  return tuple(f"nvs/{name}/.*" for name in decoder)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, params: PyTree):
-  return nvs.make_optimizer(config.optim, params, trainable_prefixes(config))
+# --- starting points -------------------------------------------------------------------------
+
+def resolve_source(config: ml_collections.ConfigDict) -> init_from_lib.Source | None:
+  """Checks `config.init_from`; the semi-supervised method needs one."""
+  if not config.model.supervised and not config.init_from:
+    raise ConfigError("nvs_pose needs a stage-1 network: --config.init_from=<workdir of an nvs "
+                      "run> (or Rhodin et al.'s network_best_val_t1.pth); or train the "
+                      "supervised baseline with configs/nvs_pose.py:supervised")
+  return init_from_lib.resolve(config.init_from, task="nvs_pose", runs=("nvs", "nvs_pose"),
+                               files=(synthesis.RHODIN_FILE,),
+                               file_suffixes=synthesis.RHODIN_SUFFIXES)
 
 
-def load_stage1(init_from: str) -> dict:
-  """{'params', 'batch_stats'} of the NVS network saved by an `nvs` run."""
-  from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-  state, step = checkpoint.load_state_dict(init_from)
-  if "params" not in state or "encoder" not in state["params"]:
-    raise ValueError(f"init_from={init_from}: the checkpoint holds no NVS network "
-                     f"(top-level keys {sorted(state)}); give the workdir of an `nvs` run")
-  logging.info("nvs_pose: stage-1 network from %s (step %d)", init_from, step)
-  return {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+def resolve_config(config: ml_collections.ConfigDict) -> None:
+  """Adopts the stage-1 run's model.net; adds the method's frozen parts to optim.frozen."""
+  init_from_lib.adopt_config(config, resolve_source(config), ("model.net",))
+  frozen = tuple(config.optim.frozen or ())
+  config.optim.frozen = frozen + tuple(p for p in method_frozen(config) if p not in frozen)
 
 
-def check_compatible(abstract: PyTree, loaded: PyTree, init_from: str) -> None:
-  """Every leaf of the model must be in the checkpoint with the same shape."""
-  want = {jax.tree_util.keystr(p): v.shape
-          for p, v in jax.tree_util.tree_flatten_with_path(abstract)[0]}
-  have = {jax.tree_util.keystr(p): np.shape(v)
-          for p, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
-  bad = [k for k in want if have.get(k) != tuple(want[k])]
-  if bad:
-    raise ValueError(f"init_from={init_from}: the stage-1 network does not match "
-                     f"config.model.net ({len(bad)} differing leaves, e.g. {bad[:3]}); use the "
-                     "same model.net as the nvs run")
+def put_statistics(state: TrainState, mean: np.ndarray, std: np.ndarray) -> TrainState:
+  """`state` with the label statistics `(J, 3)` in `batch_stats/pose_targets`."""
+  old = state.batch_stats[STATS]
+  put = lambda value, like: jax.device_put(  # noqa: E731
+      np.asarray(value, np.float32), getattr(like, "sharding", None))
+  stats = dict(state.batch_stats)
+  stats[STATS] = {"mean": put(mean, old["mean"]), "std": put(std, old["std"])}
+  return state.replace(batch_stats=stats)
+
+
+def start_from(state: TrainState, *, source: init_from_lib.Source | None, model, head,
+               image_size: int, encoder_weights: str,
+               data_config: ml_collections.ConfigDict) -> TrainState:
+  """The fresh state with `config.init_from`'s weights and the training labels' statistics."""
+  if encoder_weights:
+    state = synthesis.put_imagenet_encoder(state, encoder_weights, model=model,
+                                           image_size=image_size, into="nvs")
+  if source is not None and source.kind == "file":
+    loaded = synthesis.load_rhodin(source.path, model, head)
+    state = synthesis.merge_variables(state, loaded["nvs"], source=str(source.path), into="nvs")
+    state = synthesis.merge_variables(state, loaded["pose_head"], source=str(source.path),
+                                      into="head")
+  elif source is not None and source.task == "nvs":
+    loaded, _ = init_from_lib.load_run(source)
+    state = synthesis.merge_variables(state, loaded, source=str(source.path), into="nvs")
+  elif source is not None:
+    loaded, _ = init_from_lib.load_run(source)
+    state = init_from_lib.merge(state, loaded, source=str(source.path),
+                                only=("params/.*", "batch_stats/(nvs|head)/.*"))
+  return put_statistics(state, *pose_statistics(labelled_poses(data_config)))
+
+
+def init(rng: jax.Array, *, model, head, image_size: int, optim_config) -> TrainState:
+  """Fresh NVS network and head; label statistics 0 / 1 until `start_from` fills them."""
+  nvs_key, head_key = jax.random.split(rng)
+  nvs_vars = synthesis.init_variables(model, image_size, nvs_key)
+  latent = jnp.zeros((2, model.bottleneck_num_latent_points, 3))
+  head_vars = head.init({"params": head_key, "dropout": head_key}, latent, False)
+  params = {"nvs": nvs_vars["params"], "head": head_vars["params"]}
+  stats = {"nvs": nvs_vars.get("batch_stats", {}), "head": head_vars.get("batch_stats", {}),
+           STATS: {"mean": jnp.zeros((NUM_JOINTS, 3)), "std": jnp.ones((NUM_JOINTS, 3))}}
+  return TrainState.create(params, optim.make_optimizer(optim_config, params), stats)
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+def predict(params: PyTree, batch_stats: PyTree, images: jax.Array, train: bool,
+            rng: jax.Array | None = None, *, model, head, image_size: int, supervised: bool,
+            encoder_bn_train_mode: bool) -> tuple[jax.Array, PyTree]:
+  """uint8 images `(B, H, W, 3)` -> (normalised head output `(B, 51)`, new batch_stats)."""
+  inputs = synthesis.prepare_images(images, image_size)
+  nvs_vars = {"params": params["nvs"], "batch_stats": batch_stats["nvs"]}
+  new_stats = dict(batch_stats)
+  if train and (supervised or encoder_bn_train_mode):
+    (_, geometry), updates = synthesis.encode(model, nvs_vars, inputs, True)
+    new_stats["nvs"] = updates["batch_stats"]
+  else:
+    _, geometry = synthesis.encode(model, nvs_vars, inputs, False)
+  if not supervised:
+    geometry = jax.lax.stop_gradient(geometry)
+  head_vars = {"params": params["head"], "batch_stats": batch_stats["head"]}
+  if train:
+    output, updates = head.apply(head_vars, geometry, True, rngs={"dropout": rng},
+                                 mutable=["batch_stats"])
+    new_stats["head"] = updates["batch_stats"]
+  else:
+    output = head.apply(head_vars, geometry, False)
+  return output, new_stats
+
+
+def predict_pose(params: PyTree, batch_stats: PyTree, images: jax.Array, *,
+                 predict_fn) -> jax.Array:
+  """uint8 images -> root-relative camera-frame poses `(B, 17, 3)` mm (inference)."""
+  output, _ = predict_fn(params, batch_stats, images, False)
+  return denormalize_pose(output, batch_stats[STATS]["mean"], batch_stats[STATS]["std"])
+
+
+def train_step(state: TrainState, batch, rng: jax.Array, *, predict_fn):
+  """MSE of the normalised pose on a labelled batch (image, pose_3d_cam `(B, 17, 3)` mm)."""
+  mean, std = state.batch_stats[STATS]["mean"], state.batch_stats[STATS]["std"]
+  target = normalize_pose(batch["pose_3d_cam"], mean, std)
+
+  def loss_fn(params):
+    output, stats = predict_fn(params, state.batch_stats, batch["image"], True, rng)
+    return jnp.mean((output - target) ** 2), (stats, output)
+
+  (loss, (stats, output)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads, batch_stats=stats)
+  train_mpjpe = metrics.mpjpe(denormalize_pose(output, mean, std),
+                              root_relative(batch["pose_3d_cam"])).mean()
+  return state, {"loss": loss, "mpjpe_mm": train_mpjpe}
+
+
+# --- the task --------------------------------------------------------------------------------
+
+def evaluate(state: TrainState, split: str, *, config, runtime: Runtime, pose_fn) -> dict:
+  """The pose table of the split (every view of every frame), Rhodin's N-MPJPE included."""
+  from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
+  loader = multiview.single_views(
+      config.data, split=split, global_batch_size=config.eval.batch_size,
+      process_index=runtime.process_index, process_count=runtime.process_count,
+      seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
+
+  def predict_fn(batch):
+    images = runtime.shard_batch({"image": batch["image"]})["image"]
+    return {"pose_3d": pose_fn(state.params, state.batch_stats, images)}
+
+  return evaluation.evaluate_frames(
+      predict_fn, loader, runtime, info=evaluation.SequenceInfo.from_names(
+          multiview.open_multiview(config.data, split)[1].sequences),
+      convention=evaluation.Convention(rhodin_n_mpjpe=True),
+      max_examples=int(config.eval.max_examples), progress=bool(config.train.progress_bar),
+      desc=f"nvs_pose {split}")
+
+
+def train_data(config: ml_collections.ConfigDict, runtime: Runtime):
+  from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
+  return multiview.single_views(
+      config.data, split="train", global_batch_size=config.train.batch_size,
+      process_index=runtime.process_index, process_count=runtime.process_count,
+      seed=config.seed, shuffle=True, num_epochs=None, labelled_only=True)
 
 
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
-  from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
-
-  if not config.model.supervised and not config.init_from:
-    raise ValueError("nvs_pose needs a stage-1 network: --config.init_from=<workdir of an nvs "
-                     "run>; or train the supervised baseline with configs/nvs_pose.py:supervised")
-  if config.init_from and not config.model.supervised:
-    saved_net = stage1_config(config.init_from)
-    if saved_net is not None and saved_net != json.loads(config.model.net.to_json()):
-      logging.info("nvs_pose: using the stage-1 run's model.net %s", saved_net)
-      with config.unlocked():
-        config.model.net = ml_collections.ConfigDict(saved_net)
-  model = nvs.build_model(config)
+  source = resolve_source(config)
+  model = synthesis.build_model(config.model.net)
   head = build_head(config)
-  size = config.model.net.image_size
-  mean, std = pose_statistics(labelled_poses(config.data))
-  predict = make_predict(model, head, config, jnp.asarray(mean), jnp.asarray(std))
-  init_nvs = nvs.make_init_variables(model, size)
-
-  def init_head(rng):
-    latent = jnp.zeros((2, model.bottleneck_num_latent_points, 3))
-    return head.init({"params": rng, "dropout": rng}, latent, False)
-
-  stage1 = None
-  if config.init_from and not config.model.supervised:
-    stage1 = load_stage1(config.init_from)
-    check_compatible(jax.eval_shape(init_nvs, jax.random.key(0)), stage1, config.init_from)
-  encoder_weights = None
-  if config.model.supervised and config.model.encoder_weights:
-    encoder_weights = nvs.load_encoder_weights(jax.eval_shape(init_nvs, jax.random.key(0)),
-                                               config.model.encoder_weights)
-
-  def init(rng):
-    nvs_key, head_key = jax.random.split(rng)
-    nvs_vars = init_nvs(nvs_key)
-    if stage1 is not None:
-      nvs_vars = nvs.merge_weights(nvs_vars, stage1)
-    elif encoder_weights is not None:
-      nvs_vars = nvs.merge_weights(nvs_vars, encoder_weights)
-    head_vars = init_head(head_key)
-    params = {"nvs": nvs_vars["params"], "head": head_vars["params"]}
-    stats = {"nvs": nvs_vars.get("batch_stats", {}), "head": head_vars.get("batch_stats", {})}
-    return TrainState.create(params, make_optimizer(config, params), stats)
-
-  def train_step(state: TrainState, batch, rng):
-    target = normalize_pose(batch["pose_3d_cam"], mean, std)
-
-    def loss_fn(params):
-      output, stats = predict(params, state.batch_stats, batch["image"], True, rng)
-      return jnp.mean((output - target) ** 2), (stats, output)
-
-    (loss, (stats, output)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads, batch_stats=stats)
-    train_mpjpe = metrics.mpjpe(denormalize_pose(output, mean, std),
-                                root_relative(batch["pose_3d_cam"])).mean()
-    return state, {"loss": loss, "mpjpe_mm": train_mpjpe}
-
-  @jax.jit
-  def eval_step(params, batch_stats, batch):
-    output, _ = predict(params, batch_stats, batch["image"], False)
-    pred = denormalize_pose(output, mean, std)
-    gt = root_relative(batch["pose_3d_cam"])
-    return {"mpjpe": metrics.mpjpe(pred, gt), "n_mpjpe": metrics.n_mpjpe(pred, gt),
-            "pa_mpjpe": metrics.pa_mpjpe(pred, gt), "pred": pred}
-
-  def evaluate(state, split):
-    loader = multiview.single_views(
-        config.data, split=split, global_batch_size=config.eval.batch_size,
-        process_index=runtime.process_index, process_count=runtime.process_count,
-        seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
-    errors = {"mpjpe": [], "n_mpjpe": [], "pa_mpjpe": []}
-    actions = []
-    for batch in nvs.eval_batches(loader, config):
-      out = eval_step(state.params, state.batch_stats, runtime.shard_batch(batch))
-      valid = batch["valid"]
-      for k in errors:
-        errors[k].append(runtime.to_host(out[k])[runtime.gather_local(valid)])
-      actions.append(runtime.gather_local(batch["action"])[runtime.gather_local(valid)])
-    if not actions or not sum(len(a) for a in actions):
-      raise ValueError(f"nvs_pose evaluation on split {split!r} saw no valid frame")
-    return metrics.h36m_protocol({k: np.concatenate(v) for k, v in errors.items()},
-                                 np.concatenate(actions))
-
-  synthesizer = nvs.make_view_synthesizer(model, size)
+  size = int(config.model.net.image_size)
+  model_args = dict(model=model, head=head, image_size=size)
+  abstract = jax.eval_shape(functools.partial(init, **model_args, optim_config=config.optim),
+                            jax.random.key(0))   # a bad optim.frozen pattern fails here
+  del abstract
+  predict_fn = functools.partial(predict, **model_args, supervised=bool(config.model.supervised),
+                                 encoder_bn_train_mode=bool(config.model.encoder_bn_train_mode))
+  pose_fn = jax.jit(functools.partial(predict_pose, predict_fn=predict_fn))
+  synthesizer = None if config.model.supervised else synthesis.view_synthesizer(model, size)
 
   def visualize(state, out_dir: pathlib.Path, step: int):
     nvs_vars = {"params": state.params["nvs"], "batch_stats": state.batch_stats["nvs"]}
 
     def predict_poses(images):
-      output, _ = jax.jit(predict, static_argnums=3)(state.params, state.batch_stats,
-                                                     jnp.asarray(images), False)
-      return np.asarray(denormalize_pose(output, mean, std))
+      return np.asarray(pose_fn(state.params, state.batch_stats, jnp.asarray(images)))
 
-    return nvs.draw(None if config.model.supervised else synthesizer, nvs_vars, config,
-                    out_dir, step, predict_poses=predict_poses)
+    return nvs_pictures.draw(synthesizer, nvs_vars, config, out_dir, step,
+                             predict_poses=predict_poses)
 
-  train_data = multiview.single_views(
-      config.data, split="train", global_batch_size=config.train.batch_size,
-      process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=True, num_epochs=None, labelled_only=True)
-  return Task(init=init, train_step=train_step, train_data=train_data, evaluate=evaluate,
-              eval_splits=("test",), visualize=visualize)
+  return Task(
+      init=functools.partial(init, **model_args, optim_config=config.optim),
+      train_step=functools.partial(train_step, predict_fn=predict_fn),
+      train_data=functools.partial(train_data, config, runtime),
+      evaluate=functools.partial(evaluate, config=config, runtime=runtime, pose_fn=pose_fn),
+      eval_splits=("test",), visualize=visualize,
+      init_from=functools.partial(
+          start_from, source=source, **model_args,
+          encoder_weights=config.model.encoder_weights if config.model.supervised else "",
+          data_config=config.data))

@@ -11,20 +11,20 @@ pose and shape are predicted, not the position.
 Losses:
   joints      mean distance (mm) of the 13 non-root corresponding joints
               (skeleton.SMPL_TO_H36M_*) to the labelled 3D pose;
-  prior       BCE of a frozen smpl_prior discriminator (`config.prior_from`) scoring the
-              prediction as real (its global orientation excluded unless that run judged it);
+  prior       BCE of a frozen smpl_prior discriminator (`config.prior_from`, an smpl_prior
+              run) scoring the prediction as real (its global orientation excluded unless
+              that run judged it);
   silhouette  BCE of soft silhouettes (body/raster.py) of the mesh in all 4 cameras against
               the dataset's masks, from step `loss.silhouette_start` on.
 
-Evaluation (test subjects, every view of every sample as input): MPJPE and PA-MPJPE on the
-14 mapped joints and the silhouette IoU of the mesh in the input view, overall and per view,
-written by the loop to <workdir>/eval/<split>.json.
+Evaluation (test subjects, every view of every sample as input; geopose_jax.evaluation):
+the pose table on the 14 mapped joints, and the silhouette IoU of the mesh in the input
+view, overall and per view, written by the loop to <workdir>/eval/<split>.json.
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
+import functools
 from typing import Any
 
 from absl import logging
@@ -34,13 +34,17 @@ import ml_collections
 import numpy as np
 import optax
 
-from geopose_jax import metrics
+from geopose_jax import evaluation
 from geopose_jax import skeleton
+from geopose_jax.body import placement
 from geopose_jax.body import procedural, raster, smpl as smpl_lib
+from geopose_jax.errors import ConfigError
+from geopose_jax.models import nvs_synthesis as synthesis
+from geopose_jax.models import smpl_prior as prior_lib
 from geopose_jax.models import smpl_regressor
-from geopose_jax.tasks import nvs
-from geopose_jax.tasks import nvs_pose
-from geopose_jax.tasks import smpl_prior
+from geopose_jax.train import init_from as init_from_lib
+from geopose_jax.train import mesh
+from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 
@@ -48,7 +52,6 @@ PyTree = Any
 NUM_VIEWS = 4
 SMPL_INDEX = np.asarray(skeleton.SMPL_TO_H36M_SMPL_INDICES)
 H36M_INDEX = np.asarray(skeleton.SMPL_TO_H36M_H36M_INDICES)
-_Y_UP_TO_CAMERA = np.diag([1.0, -1.0, -1.0]).astype(np.float32)   # half turn about x
 
 
 # ------------------------------------------------------------------------ body and geometry
@@ -58,46 +61,9 @@ def load_body(config: ml_collections.ConfigDict) -> smpl_lib.BodyModel:
     return smpl_lib.load_body_model(config.body.model_path, num_betas=config.body.num_betas)
   body = procedural.procedural_body(detail=config.body.detail)
   if config.body.num_betas > body.num_betas:
-    raise ValueError(f"config.body.num_betas={config.body.num_betas}, but the procedural body "
-                     f"has {body.num_betas} shape directions")
+    raise ConfigError(f"config.body.num_betas={config.body.num_betas}, but the procedural "
+                      f"body has {body.num_betas} shape directions")
   return procedural.procedural_body(detail=config.body.detail, num_betas=config.body.num_betas)
-
-
-def body_in_camera(vertices, joints, root_cam):
-  """Model-frame body (metres, y up) -> camera frame (mm, y down), pelvis on `root_cam`.
-
-  Args:
-    vertices: (B, V, 3); joints: (B, J, 3); root_cam: (B, 3) ground-truth root (mm).
-
-  Returns:
-    vertices (B, V, 3) and joints (B, J, 3) in the camera frame.
-  """
-  flip = jnp.asarray(_Y_UP_TO_CAMERA)
-  pelvis = joints[:, :1]
-  to_cam = lambda x: (x - pelvis) @ flip * 1000.0 + root_cam[:, None]  # noqa: E731
-  return to_cam(vertices), to_cam(joints)
-
-
-def camera_to_world(points, R, t):
-  """(B, N, 3) camera-frame points, (B, 3, 3) world->camera, (B, 3) centres -> world."""
-  return points @ R + t[:, None]
-
-
-def scale_intrinsics(K, factor: float):
-  """Intrinsics of an image resized by `factor` (pixel centres at integer coordinates)."""
-  scale = jnp.asarray([[factor, 0.0, 0.5 * factor - 0.5], [0.0, factor, 0.5 * factor - 0.5],
-                       [0.0, 0.0, 1.0]], K.dtype)
-  return scale @ K
-
-
-def pool_masks(masks, size: int):
-  """(..., H, W) {0, 1} masks -> (..., size, size) coverage fractions (H = W = k size)."""
-  h = masks.shape[-1]
-  if h % size:
-    raise ValueError(f"config.loss.silhouette_size={size} must divide the mask size {h}")
-  k = h // size
-  m = masks.astype(jnp.float32).reshape(masks.shape[:-2] + (size, k, size, k))
-  return m.mean(axis=(-3, -1))
 
 
 def select_view(x, view):
@@ -123,6 +89,51 @@ def per_device(fn, *args, replicated=()):
                        out_specs=spec)(*args, *replicated)
 
 
+# ------------------------------------------------------------------------ starting points
+def resolve_source(config: ml_collections.ConfigDict) -> init_from_lib.Source:
+  """The NVS run of `config.init_from` (required)."""
+  if not config.init_from:
+    raise ConfigError("smpl needs a trained NVS encoder: --config.init_from=<workdir of an nvs "
+                      "run> (configs/nvs.py; configs/nvs.py:demo for a quick one)")
+  return init_from_lib.resolve(config.init_from, task="smpl", runs=("nvs",))
+
+
+def resolve_prior(config: ml_collections.ConfigDict) -> init_from_lib.Source | None:
+  """The smpl_prior run of `config.prior_from`; None without one or without the prior loss."""
+  source = init_from_lib.resolve(config.prior_from, task="smpl", runs=("smpl_prior",),
+                                 key="prior_from")
+  if source is None or not config.loss.prior:
+    if config.loss.prior:
+      logging.warning("smpl: no config.prior_from; training without the adversarial prior")
+    return None
+  return source
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> None:
+  """Adopts the NVS run's model.net."""
+  init_from_lib.adopt_config(config, resolve_source(config), ("model.net",))
+
+
+def prior_settings(source: init_from_lib.Source) -> dict:
+  """The prior run's discriminator settings (its config.json)."""
+  model = source.run_config.get("model", {})
+  return dict(num_betas=int(model["num_betas"]), include_global=bool(model["include_global"]),
+              disc_features=int(model["disc_features"]))
+
+
+def start_from(state: dict, *, source: init_from_lib.Source,
+               prior_source: init_from_lib.Source | None) -> dict:
+  """The fresh state with the NVS run's network and the prior run's discriminator."""
+  loaded, _ = init_from_lib.load_run(source)
+  state = init_from_lib.merge(state, loaded, source=str(source.path), into="nvs",
+                              only=("params/.*", "batch_stats/.*"))
+  if prior_source is not None:
+    prior, _ = init_from_lib.load_run(prior_source)
+    state = init_from_lib.merge(state, prior, source=str(prior_source.path), into="prior",
+                                take="discriminator", only=("params/.*", "batch_stats/.*"))
+  return state
+
+
 # ------------------------------------------------------------------------ models and state
 def build_regressor(config: ml_collections.ConfigDict) -> smpl_regressor.SMPLRegressor:
   m = config.model
@@ -131,73 +142,42 @@ def build_regressor(config: ml_collections.ConfigDict) -> smpl_regressor.SMPLReg
                                       use_appearance=m.use_appearance)
 
 
-def _encode_method(module, images, train):
-  return module.encode(images, train)
-
-
-def load_prior(prior_from: str):
-  """(discriminator variables, the prior run's config) from an smpl_prior workdir."""
-  from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-  path = pathlib.Path(prior_from).expanduser()
-  config_path = next((p / "config.json" for p in (path, *path.parents[:3])
-                      if (p / "config.json").is_file()), None)
-  if config_path is None:
-    raise FileNotFoundError(f"prior_from={prior_from}: no config.json of an smpl_prior run "
-                            "there; give the workdir of a configs/smpl_prior.py run")
-  prior_config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  if prior_config.get("task") != "smpl_prior":
-    raise ValueError(f"prior_from={prior_from} is a {prior_config.get('task')!r} run, not "
-                     "smpl_prior")
-  state, step = checkpoint.load_state_dict(prior_from)
-  if "discriminator" not in state:
-    raise ValueError(f"prior_from={prior_from}: the checkpoint holds no discriminator "
-                     f"(keys {sorted(state)})")
-  logging.info("smpl: adversarial prior from %s (step %d)", prior_from, step)
-  d = state["discriminator"]
-  return {"params": d["params"], "batch_stats": d["batch_stats"]}, prior_config
-
-
-def prior_logits_fn(prior_config):
-  """(variables, (B, 24, 3, 3), (B, S)) -> (B,) logits of the frozen discriminator."""
-  _, discriminator = smpl_prior.build_models(prior_config)
-  include_global = bool(prior_config.model.include_global)
-  num_betas = int(prior_config.model.num_betas)
-
-  def logits(variables, rot, beta):
-    if beta.shape[-1] < num_betas:
-      beta = jnp.pad(beta, ((0, 0), (0, num_betas - beta.shape[-1])))
-    features = smpl_prior.prior_lib.prior_features(rot, beta[:, :num_betas], include_global)
-    return discriminator.apply(variables, features, False)
-
-  return logits
+def init(rng: jax.Array, *, model, regressor, image_size: int, optim_config,
+         prior: dict | None) -> dict:
+  """{'regressor': TrainState, 'nvs': variables, 'prior': variables (with a prior)}; the NVS
+  network and the prior are random until `start_from` loads them."""
+  nvs_vars = synthesis.init_variables(model, image_size, rng)
+  latent = jnp.zeros((2, model.bottleneck_num_latent_points, 3))
+  reg_vars = regressor.init(rng, latent, jnp.zeros((2, model.appearance_dim)), False)
+  tx = optim.make_optimizer(optim_config, reg_vars["params"])
+  state = {"regressor": TrainState.create(reg_vars["params"], tx, reg_vars["batch_stats"]),
+           "nvs": {"params": nvs_vars["params"], "batch_stats": nvs_vars["batch_stats"]}}
+  if prior is not None:
+    state["prior"] = prior_lib.init_discriminator(
+        prior["disc_features"], prior["num_betas"], prior["include_global"],
+        jax.random.fold_in(rng, 1))
+  return state
 
 
 # ------------------------------------------------------------------------ prediction
-def make_predict(config, model, regressor, body):
-  """(nvs_vars, reg_vars, images (B, H, W, 3) uint8, train) -> (rotations (B, 24, 3, 3),
-  beta (B, S), new regressor batch_stats)."""
-  size = config.model.net.image_size
-
-  def predict(nvs_vars, reg_vars, images, train: bool):
-    appearance, geometry = model.apply(nvs_vars, nvs.prepare_images(images, size), False,
-                                       method=_encode_method)
-    appearance, geometry = jax.lax.stop_gradient((appearance, geometry))
-    if train:
-      (rot, beta), updates = regressor.apply(reg_vars, geometry, appearance, True,
-                                             mutable=["batch_stats"])
-      stats = updates["batch_stats"]
-    else:
-      rot, beta = regressor.apply(reg_vars, geometry, appearance, False)
-      stats = reg_vars["batch_stats"]
-    return rot, beta, stats
-
-  return predict
+def predict(nvs_vars, reg_vars, images, train: bool, *, model, regressor, image_size: int):
+  """(images (B, H, W, 3) uint8) -> (rotations (B, 24, 3, 3), beta (B, S), new regressor
+  batch_stats); the NVS encoder is frozen (inference mode, no gradient)."""
+  appearance, geometry = synthesis.encode(model, nvs_vars,
+                                          synthesis.prepare_images(images, image_size), False)
+  appearance, geometry = jax.lax.stop_gradient((appearance, geometry))
+  if train:
+    (rot, beta), updates = regressor.apply(reg_vars, geometry, appearance, True,
+                                           mutable=["batch_stats"])
+    return rot, beta, updates["batch_stats"]
+  rot, beta = regressor.apply(reg_vars, geometry, appearance, False)
+  return rot, beta, reg_vars["batch_stats"]
 
 
 def posed_in_camera(body, rot, beta, root_cam):
   """Skinning then `body_in_camera`: (B, 24, 3, 3), (B, S), (B, 3) -> vertices, joints."""
   vertices, joints = smpl_lib.smpl(body, rot, beta, pose_rep="matrix")
-  return body_in_camera(vertices, joints, root_cam)
+  return placement.body_in_camera(vertices, joints, root_cam)
 
 
 def mapped_joint_errors(joints_cam, pose_gt):
@@ -207,13 +187,12 @@ def mapped_joint_errors(joints_cam, pose_gt):
   return jnp.mean(jnp.sqrt(jnp.sum(diff * diff, -1) + 1e-9), -1)
 
 
-def render(config, body, vertices_world, R, t, K, mask_size: int):
-  """(B, V, 3) world meshes into (B, C, ...) cameras at loss.silhouette_size."""
-  size = int(config.loss.silhouette_size)
-  K = scale_intrinsics(K, size / mask_size)
+def render(body, vertices_world, R, t, K, mask_size: int, *, size: int, sigma: float,
+           chunk_size: int = 1):
+  """(B, V, 3) world meshes into (B, C, ...) cameras at `size` x `size` (masks' `mask_size`)."""
+  K = placement.scale_intrinsics(K, size / mask_size)
   return raster.render_silhouettes(vertices_world, body.faces, R, t, K, (size, size),
-                                   sigma=float(config.loss.silhouette_sigma),
-                                   chunk_size=int(config.loss.chunk_size))
+                                   sigma=sigma, chunk_size=chunk_size)
 
 
 def _logit(probability, eps: float = 1e-6):
@@ -221,179 +200,206 @@ def _logit(probability, eps: float = 1e-6):
   return jnp.log(p) - jnp.log1p(-p)
 
 
-# ------------------------------------------------------------------------ the task
-def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
-  """The smpl task for the training loop (see train/task.py)."""
+def sample_terms(rot, beta, pose_gt, R_in, t_in, R, t, K, masks, use_silhouettes, *, body,
+                 render_fn, silhouette_size: int):
+  """Per sample (this device's slice): joint error (mm), silhouette BCE and IoU `(b,)`."""
+  vertices_cam, joints_cam = posed_in_camera(body, rot, beta, pose_gt[:, 0])
+  joint_error = mapped_joint_errors(joints_cam, pose_gt)
+
+  def silhouette_terms(vertices_cam):
+    world = placement.camera_to_world(vertices_cam, R_in, t_in)
+    sil = render_fn(body, world, R, t, K, masks.shape[-1])
+    targets = placement.pool_masks(masks, silhouette_size)
+    bce = jnp.mean(optax.sigmoid_binary_cross_entropy(_logit(sil), targets), axis=(1, 2, 3))
+    return bce, jnp.mean(raster.silhouette_iou(sil, targets), axis=1)
+
+  zeros = jax.lax.stop_gradient(joint_error) * 0.0   # per sample, like the other branch
+  bce, iou = jax.lax.cond(use_silhouettes, silhouette_terms, lambda _: (zeros, zeros),
+                          vertices_cam)
+  return joint_error, bce, iou
+
+
+def train_step(state: dict, batch, rng: jax.Array, *, predict_fn, terms_fn, prior_logits,
+               joints_weight: float, silhouette_weight: float, prior_weight: float,
+               silhouette_start: int):
+  """One regressor step on 4-view samples: a random input view per sample, the joint loss,
+  the frozen prior's BCE and (from `silhouette_start` on) the 4-view silhouette BCE.
+
+  Args:
+    batch: images (B, 4, H, W, 3) uint8, masks (B, 4, H, W), R, t, K, pose_3d_cam (B, 4, ...).
+    predict_fn: `predict` bound to its networks; terms_fn: `sample_terms` bound to the body.
+    prior_logits: `models.smpl_prior.frozen_prior_logits`, or None (no prior term).
+  """
+  reg = state["regressor"]
+  batch_size = batch["masks"].shape[0]
+  view = mesh.batch_sharded_like(
+      jax.random.randint(rng, (batch_size,), 0, NUM_VIEWS), batch["masks"])
+  images = select_view(batch["images"], view)
+  pose_gt = select_view(batch["pose_3d_cam"], view)
+  R_in, t_in = select_view(batch["R"], view), select_view(batch["t"], view)
+  use_silhouettes = (reg.step >= silhouette_start) & (silhouette_weight > 0)
+
+  def loss_fn(params):
+    rot, beta, stats = predict_fn(
+        state["nvs"], {"params": params, "batch_stats": reg.batch_stats}, images, True)
+    joint_error, bce, iou = per_device(
+        terms_fn, rot, beta, pose_gt, R_in, t_in, batch["R"], batch["t"], batch["K"],
+        batch["masks"], replicated=(use_silhouettes,))
+    joint_error, bce, iou = jnp.mean(joint_error), jnp.mean(bce), jnp.mean(iou)
+    loss = joints_weight * joint_error + silhouette_weight * bce
+    prior_loss = jnp.zeros(())
+    if prior_logits is not None:
+      prior_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(
+          prior_logits(state["prior"], rot, beta), jnp.ones((batch_size,))))
+      loss = loss + prior_weight * prior_loss
+    return loss, (stats, joint_error, prior_loss, bce, iou, beta)
+
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(reg.params)
+  stats, joint_error, prior_loss, bce, iou, beta = aux
+  new_state = dict(state)
+  new_state["regressor"] = reg.apply_gradients(grads, batch_stats=stats)
+  return new_state, {"loss": loss, "joints_mm": joint_error, "prior_bce": prior_loss,
+                     "silhouette_bce": bce, "silhouette_iou": iou,
+                     "beta_rms": jnp.sqrt(jnp.mean(beta ** 2))}
+
+
+def view_terms(rot, beta, pose_gt, R, t, K, masks, *, body, render_fn, silhouette_size: int):
+  """Per sample of one input view: the 14 mapped SMPL joints `(b, 14, 3)` (camera frame, mm)
+  and the silhouette IoU `(b,)` in that view."""
+  vertices_cam, joints_cam = posed_in_camera(body, rot, beta, pose_gt[:, 0])
+  world = placement.camera_to_world(vertices_cam, R, t)
+  sil = render_fn(body, world, R[:, None], t[:, None], K[:, None], masks.shape[-1])
+  iou = raster.silhouette_iou(sil[:, 0], placement.pool_masks(masks, silhouette_size))
+  return joints_cam[:, SMPL_INDEX], iou
+
+
+def eval_step(state: dict, batch, *, predict_fn, view_fn) -> dict[str, jax.Array]:
+  """Every view as input -> per (sample, view), sample-major `(B * 4, ...)`: pose_3d (the 14
+  mapped joints), silhouette_iou, and silhouette_iou_view<v> (NaN for the other views)."""
+  reg = state["regressor"]
+  reg_vars = {"params": reg.params, "batch_stats": reg.batch_stats}
+
+  def one_view(v):
+    take = lambda x: jax.lax.dynamic_index_in_dim(x, v, axis=1, keepdims=False)  # noqa: E731
+    rot, beta, _ = predict_fn(state["nvs"], reg_vars, take(batch["images"]), False)
+    return per_device(view_fn, rot, beta, take(batch["pose_3d_cam"]), take(batch["R"]),
+                      take(batch["t"]), take(batch["K"]), take(batch["masks"]))
+
+  # One compiled body for the four views (a loop over a traced index).
+  joints, iou = jax.lax.map(one_view, jnp.arange(NUM_VIEWS))          # (4, B, ...)
+  flat = lambda x: jnp.moveaxis(x, 0, 1).reshape((-1,) + x.shape[2:])  # noqa: E731
+  out = {"pose_3d": flat(joints), "silhouette_iou": flat(iou)}
+  view = flat(jnp.broadcast_to(jnp.arange(NUM_VIEWS)[:, None], iou.shape))
+  for v in range(NUM_VIEWS):
+    out[f"silhouette_iou_view{v}"] = jnp.where(view == v, out["silhouette_iou"], jnp.nan)
+  return out
+
+
+def per_view_batches(loader):
+  """4-view batches -> the same with per-(sample, view) `pose_3d_14` `(4 b, 14, 3)`, `valid`
+  and `sequence` `(4 b,)`, sample-major as `eval_step`'s outputs."""
+  for batch in loader:
+    batch = dict(batch)
+    b = len(batch["valid"])
+    batch["pose_3d_14"] = batch["pose_3d_cam"][:, :, H36M_INDEX].reshape(b * NUM_VIEWS, -1, 3)
+    batch["valid"] = np.repeat(np.asarray(batch["valid"], bool), NUM_VIEWS)
+    batch["sequence"] = np.repeat(batch["sequence"], NUM_VIEWS)
+    yield batch
+
+
+def evaluate(state: dict, split: str, *, config, runtime: Runtime, step_fn) -> dict:
+  """The pose table on the 14 mapped joints and the silhouette IoU, every view as input."""
   from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
-  if not config.init_from:
-    raise ValueError("smpl needs a trained NVS encoder: --config.init_from=<workdir of an nvs "
-                     "run> (configs/nvs.py; configs/nvs.py:demo for a quick one)")
-  saved_net = nvs_pose.stage1_config(config.init_from)
-  if saved_net is not None and saved_net != json.loads(config.model.net.to_json()):
-    logging.info("smpl: using the NVS run's model.net %s", saved_net)
-    with config.unlocked():
-      config.model.net = ml_collections.ConfigDict(saved_net)
-  runtime.local_batch_size(config.train.batch_size)
-  body = load_body(config)
-  model = nvs.build_model(config)
-  regressor = build_regressor(config)
-  predict = make_predict(config, model, regressor, body)
-  init_nvs = nvs.make_init_variables(model, config.model.net.image_size)
-  stage1 = nvs_pose.load_stage1(config.init_from)
-  nvs_pose.check_compatible(jax.eval_shape(init_nvs, jax.random.key(0)), stage1,
-                            config.init_from)
-  prior_vars, prior_logits = None, None
-  if config.prior_from and config.loss.prior:
-    prior_vars, prior_config = load_prior(config.prior_from)
-    prior_logits = prior_logits_fn(prior_config)
-  elif config.loss.prior:
-    logging.warning("smpl: no config.prior_from; training without the adversarial prior")
-  tx = optax.adam(config.optim.lr)
+  loader = multiview.multiview_samples(
+      config.data, split=split, global_batch_size=config.eval.batch_size,
+      process_index=runtime.process_index, process_count=runtime.process_count,
+      seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
+  ious = ("silhouette_iou", *(f"silhouette_iou_view{v}" for v in range(NUM_VIEWS)))
 
-  def init(rng):
-    nvs_vars = nvs.merge_weights(init_nvs(rng), stage1)
-    appearance_dim = config.model.net.appearance_dim
-    reg_vars = regressor.init(rng, jnp.zeros((2, config.model.net.bottleneck_num_latent_points,
-                                              3)), jnp.zeros((2, appearance_dim)), False)
-    state = {"regressor": TrainState.create(reg_vars["params"], tx, reg_vars["batch_stats"]),
-             "nvs": {"params": nvs_vars["params"], "batch_stats": nvs_vars["batch_stats"]}}
-    if prior_vars is not None:
-      state["prior"] = jax.tree.map(jnp.asarray, prior_vars)
-    return state
+  def predict_fn(batch):
+    arrays = {k: batch[k] for k in ("images", "masks", "R", "t", "K", "pose_3d_cam")}
+    return step_fn(state, runtime.shard_batch(arrays))
 
-  silhouette_size = int(config.loss.silhouette_size)
-
-  def sample_terms(rot, beta, pose_gt, R_in, t_in, R, t, K, masks, use_silhouettes):
-    """Per sample (this device's slice): joint error (mm), silhouette BCE and IoU."""
-    vertices_cam, joints_cam = posed_in_camera(body, rot, beta, pose_gt[:, 0])
-    joint_error = mapped_joint_errors(joints_cam, pose_gt)
-
-    def silhouette_terms(vertices_cam):
-      world = camera_to_world(vertices_cam, R_in, t_in)
-      sil = render(config, body, world, R, t, K, masks.shape[-1])
-      targets = pool_masks(masks, silhouette_size)
-      bce = jnp.mean(optax.sigmoid_binary_cross_entropy(
-          _logit(sil), targets), axis=(1, 2, 3))
-      return bce, jnp.mean(raster.silhouette_iou(sil, targets), axis=1)
-
-    zeros = jax.lax.stop_gradient(joint_error) * 0.0   # per sample, like the other branch
-    bce, iou = jax.lax.cond(use_silhouettes, silhouette_terms, lambda _: (zeros, zeros),
-                            vertices_cam)
-    return joint_error, bce, iou
-
-  def train_step(state, batch, rng):
-    reg = state["regressor"]
-    batch_size = batch["masks"].shape[0]
-    view = smpl_prior.batch_sharded_like(
-        jax.random.randint(rng, (batch_size,), 0, NUM_VIEWS), batch["masks"])
-    images = select_view(batch["images"], view)
-    pose_gt = select_view(batch["pose_3d_cam"], view)
-    R_in, t_in = select_view(batch["R"], view), select_view(batch["t"], view)
-    use_silhouettes = (reg.step >= config.loss.silhouette_start) & (config.loss.silhouette > 0)
-
-    def loss_fn(params):
-      rot, beta, stats = predict(
-          state["nvs"], {"params": params, "batch_stats": reg.batch_stats}, images, True)
-      joint_error, bce, iou = per_device(
-          sample_terms, rot, beta, pose_gt, R_in, t_in, batch["R"], batch["t"], batch["K"],
-          batch["masks"], replicated=(use_silhouettes,))
-      joint_error, bce, iou = jnp.mean(joint_error), jnp.mean(bce), jnp.mean(iou)
-      loss = config.loss.joints * joint_error + config.loss.silhouette * bce
-      prior_loss = jnp.zeros(())
-      if prior_logits is not None:
-        prior_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(
-            prior_logits(state["prior"], rot, beta), jnp.ones((batch_size,))))
-        loss = loss + config.loss.prior * prior_loss
-      return loss, (stats, joint_error, prior_loss, bce, iou, beta)
-
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(reg.params)
-    stats, joint_error, prior_loss, bce, iou, beta = aux
-    new_state = dict(state)
-    new_state["regressor"] = reg.apply_gradients(grads, batch_stats=stats)
-    return new_state, {"loss": loss, "joints_mm": joint_error, "prior_bce": prior_loss,
-                       "silhouette_bce": bce, "silhouette_iou": iou,
-                       "beta_rms": jnp.sqrt(jnp.mean(beta ** 2))}
+  return evaluation.evaluate_frames(
+      predict_fn, per_view_batches(loader), runtime,
+      info=evaluation.SequenceInfo.from_names(
+          multiview.open_multiview(config.data, split)[1].sequences),
+      convention=evaluation.Convention(joints="SMPL-H36M-14"), target_key="pose_3d_14",
+      max_examples=int(config.eval.max_examples) * NUM_VIEWS, extra_metrics=ious,
+      progress=bool(config.train.progress_bar), desc=f"smpl {split}", decimals=4)
 
 
-  def view_terms(rot, beta, pose_gt, R, t, K, masks):
-    """Per sample: errors on the mapped joints and the IoU in the input view itself."""
-    vertices_cam, joints_cam = posed_in_camera(body, rot, beta, pose_gt[:, 0])
-    pred, gt = joints_cam[:, SMPL_INDEX], pose_gt[:, H36M_INDEX]
-    world = camera_to_world(vertices_cam, R, t)
-    sil = render(config, body, world, R[:, None], t[:, None], K[:, None], masks.shape[-1])
-    iou = raster.silhouette_iou(sil[:, 0], pool_masks(masks, silhouette_size))
-    return metrics.mpjpe(pred, gt), metrics.pa_mpjpe(pred, gt), iou
+def fit_for_pictures(state, images, pose_gt, R, t, K, *, predict_fn, body, sigma: float):
+  """(N, 4, ...) samples -> silhouettes of the fit from view 0 in all views, vertices."""
+  reg = state["regressor"]
+  rot, beta, _ = predict_fn(state["nvs"], {"params": reg.params, "batch_stats": reg.batch_stats},
+                            images[:, 0], False)
+  vertices_cam, _ = posed_in_camera(body, rot, beta, pose_gt[:, 0, 0])
+  world = placement.camera_to_world(vertices_cam, R[:, 0], t[:, 0])
+  size = images.shape[2]
+  sil = raster.render_silhouettes(world, body.faces, R, t, K, (size, size), sigma=sigma)
+  return sil, vertices_cam
 
-  @jax.jit
-  def eval_step(state, batch):
-    """Every view as input: per sample and view, joint errors and the IoU in that view."""
-    reg = state["regressor"]
-    reg_vars = {"params": reg.params, "batch_stats": reg.batch_stats}
 
-    def one_view(v):
-      take = lambda x: jax.lax.dynamic_index_in_dim(x, v, axis=1, keepdims=False)  # noqa: E731
-      rot, beta, _ = predict(state["nvs"], reg_vars, take(batch["images"]), False)
-      return per_device(view_terms, rot, beta, take(batch["pose_3d_cam"]), take(batch["R"]),
-                        take(batch["t"]), take(batch["K"]), take(batch["masks"]))
+def visualize(state, out_dir, step: int, *, config, fit_fn, body) -> dict[str, np.ndarray]:
+  """The fit pictures of the first `config.viz.num_examples` test samples."""
+  from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
+  from geopose_jax.viz import smpl as smpl_viz  # pylint: disable=g-import-not-at-top
+  if int(config.viz.num_examples) <= 0:
+    return {}
+  loader = multiview.multiview_samples(
+      config.data, split="test", global_batch_size=int(config.viz.num_examples),
+      seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
+  batch = next(iter(loader))
+  sil, vertices_cam = fit_fn(state, *(jnp.asarray(batch[k]) for k in (
+      "images", "pose_3d_cam", "R", "t", "K")))
+  rows = [smpl_viz.fit_row(batch["images"][i], np.asarray(sil[i]), batch["masks"][i],
+                           np.asarray(vertices_cam[i]), np.asarray(body.faces),
+                           batch["pose_3d_cam"][i, 0])
+          for i in range(len(batch["images"]))]
+  return smpl_viz.write_fit_pictures(out_dir, rows, step)
 
-    # One compiled body for the four views (a loop over a traced index).
-    terms = jax.lax.map(one_view, jnp.arange(NUM_VIEWS))
-    return {k: jnp.moveaxis(v, 0, 1)                                    # (B, 4) each
-            for k, v in zip(("mpjpe", "pa_mpjpe", "silhouette_iou"), terms)}
 
-  def evaluate(state, split):
-    loader = multiview.multiview_samples(
-        config.data, split=split, global_batch_size=config.eval.batch_size,
-        process_index=runtime.process_index, process_count=runtime.process_count,
-        seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
-    parts: dict[str, list[np.ndarray]] = {"mpjpe": [], "pa_mpjpe": [], "silhouette_iou": []}
-    for batch in nvs.eval_batches(loader, config):
-      valid = runtime.gather_local(batch.pop("valid")).astype(bool)
-      arrays = {k: batch[k] for k in ("images", "masks", "R", "t", "K", "pose_3d_cam")}
-      out = eval_step(state, runtime.shard_batch(arrays))
-      for k in parts:
-        parts[k].append(runtime.to_host(out[k])[valid])
-    if not parts["mpjpe"] or not sum(len(p) for p in parts["mpjpe"]):
-      raise ValueError(f"smpl evaluation on split {split!r} saw no valid sample")
-    joined = {k: np.concatenate(v) for k, v in parts.items()}      # (N, 4)
-    result = {k: round(float(v.mean()), 4 if k == "silhouette_iou" else 1)
-              for k, v in joined.items()}
-    for v in range(NUM_VIEWS):
-      result[f"silhouette_iou_view{v}"] = round(float(joined["silhouette_iou"][:, v].mean()), 4)
-    result["num_samples"] = int(len(joined["mpjpe"]))
-    return result
-
-  @jax.jit
-  def fit_for_pictures(state, images, pose_gt, R, t, K):
-    reg = state["regressor"]
-    rot, beta, _ = predict(state["nvs"], {"params": reg.params, "batch_stats": reg.batch_stats},
-                           images[:, 0], False)
-    vertices_cam, _ = posed_in_camera(body, rot, beta, pose_gt[:, 0, 0])
-    world = camera_to_world(vertices_cam, R[:, 0], t[:, 0])
-    size = images.shape[2]
-    sil = raster.render_silhouettes(world, body.faces, R, t, K, (size, size),
-                                    sigma=float(config.loss.silhouette_sigma))
-    return sil, vertices_cam
-
-  def visualize(state, out_dir, step):
-    from geopose_jax.viz import smpl as smpl_viz  # pylint: disable=g-import-not-at-top
-    if int(config.viz.num_examples) <= 0:
-      return {}
-    loader = multiview.multiview_samples(
-        config.data, split="test", global_batch_size=int(config.viz.num_examples),
-        seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
-    batch = next(iter(loader))
-    sil, vertices_cam = fit_for_pictures(state, *(jnp.asarray(batch[k]) for k in (
-        "images", "pose_3d_cam", "R", "t", "K")))
-    rows = [smpl_viz.fit_row(batch["images"][i], np.asarray(sil[i]), batch["masks"][i],
-                             np.asarray(vertices_cam[i]), np.asarray(body.faces),
-                             batch["pose_3d_cam"][i, 0])
-            for i in range(len(batch["images"]))]
-    return smpl_viz.write_fit_pictures(out_dir, rows, step)
-
-  train_data = multiview.multiview_samples(
+def train_data(config: ml_collections.ConfigDict, runtime: Runtime):
+  from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
+  return multiview.multiview_samples(
       config.data, split="train", global_batch_size=config.train.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
       seed=config.seed, shuffle=True, num_epochs=None, labelled_only=True)
-  return Task(init=init, train_step=train_step, train_data=train_data, evaluate=evaluate,
-              eval_splits=("test",), visualize=visualize)
+
+
+# ------------------------------------------------------------------------ the task
+def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
+  """The smpl task for the training loop (see train/task.py)."""
+  source = resolve_source(config)
+  prior_source = resolve_prior(config)
+  runtime.local_batch_size(config.train.batch_size)
+  body = load_body(config)
+  model = synthesis.build_model(config.model.net)
+  regressor = build_regressor(config)
+  size = int(config.model.net.image_size)
+  prior = prior_settings(prior_source) if prior_source is not None else None
+  predict_fn = functools.partial(predict, model=model, regressor=regressor, image_size=size)
+  render_fn = functools.partial(render, size=int(config.loss.silhouette_size),
+                                sigma=float(config.loss.silhouette_sigma),
+                                chunk_size=int(config.loss.chunk_size))
+  geometry = dict(body=body, render_fn=render_fn,
+                  silhouette_size=int(config.loss.silhouette_size))
+  prior_logits = (prior_lib.frozen_prior_logits(**prior) if prior is not None else None)
+  step = functools.partial(
+      train_step, predict_fn=predict_fn, terms_fn=functools.partial(sample_terms, **geometry),
+      prior_logits=prior_logits, joints_weight=float(config.loss.joints),
+      silhouette_weight=float(config.loss.silhouette), prior_weight=float(config.loss.prior),
+      silhouette_start=int(config.loss.silhouette_start))
+  step_fn = jax.jit(functools.partial(eval_step, predict_fn=predict_fn,
+                                      view_fn=functools.partial(view_terms, **geometry)))
+  fit_fn = jax.jit(functools.partial(fit_for_pictures, predict_fn=predict_fn, body=body,
+                                     sigma=float(config.loss.silhouette_sigma)))
+  return Task(
+      init=functools.partial(init, model=model, regressor=regressor, image_size=size,
+                             optim_config=config.optim, prior=prior),
+      train_step=step, train_data=functools.partial(train_data, config, runtime),
+      evaluate=functools.partial(evaluate, config=config, runtime=runtime, step_fn=step_fn),
+      eval_splits=("test",),
+      visualize=functools.partial(visualize, config=config, fit_fn=fit_fn, body=body),
+      init_from=functools.partial(start_from, source=source, prior_source=prior_source))

@@ -2,14 +2,20 @@
 
 Saving the iterator next to the state (as maxtext does) is what makes a resumed run see
 the same data order as an uninterrupted one. Orbax writes each step into a temporary folder
-and renames it when complete, so a crash mid-save never leaves a step that reads as whole.
-A step that fails to restore anyway (disk trouble, a hand-edited folder) is reported by
-name, moved aside into `checkpoints_corrupt/`, and the previous step is used instead; if no
-step can be restored the run stops rather than silently starting over.
+and renames it when complete, so a crash mid-save never leaves a step that reads as whole;
+leftover temporary folders are removed when a run opens its checkpoints for writing.
+
+A step that fails to restore is one of two things, told apart by its saved metadata:
+- incompatible: the files read fine but hold another tree (a changed model key, another
+  task's run). The run stops naming the differing keys and touches nothing.
+- corrupt: the metadata, an array chunk or the data position cannot be read. The step is
+  reported, moved aside into `checkpoints_corrupt/` (never in read-only use) and the previous
+  step is tried; if no step can be restored the run stops rather than silently starting over.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -26,34 +32,121 @@ from geopose_jax.errors import CheckpointError  # re-exported for callers
 PyTree = Any
 STATE = "state"
 DATA = "data"
+CORRUPT_DIR = "checkpoints_corrupt"
+_TMP_MARK = ".orbax-checkpoint-tmp"
+_MAX_LISTED = 4
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> pathlib.Path:
   return pathlib.Path(workdir) / "checkpoints"
 
 
-class Checkpointer:
-  """Saves and restores (state, data iterator) pairs under `workdir/checkpoints`."""
+def corrupt_dir(workdir: str | os.PathLike) -> pathlib.Path:
+  return pathlib.Path(workdir) / CORRUPT_DIR
 
-  def __init__(self, workdir: str | os.PathLike, keep: int = 3, async_save: bool = True):
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+  """'Kind: first line of the message', cut to `limit` characters (Orbax and tensorstore
+  messages carry whole specs)."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  if len(text) > limit:
+    text = text[:limit - 3] + "..."
+  return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def remove_temporary_folders(directory: str | os.PathLike) -> list[pathlib.Path]:
+  """Deletes the `*.orbax-checkpoint-tmp*` folders of an interrupted save; returns them."""
+  directory = pathlib.Path(directory)
+  removed = []
+  if directory.is_dir():
+    for path in directory.iterdir():
+      if _TMP_MARK in path.name:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+  return removed
+
+
+def _path_name(path) -> str:
+  names = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        names.append(str(getattr(key, attr)))
+        break
+    else:
+      names.append(str(key))
+  return "/".join(names)
+
+
+def _leaf_table(tree: PyTree) -> dict[str, tuple]:
+  """{'params/Dense_0/kernel': (shape, dtype name)} of the array leaves of a tree."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_path_name(path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+          for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+def tree_differences(saved: PyTree, wanted: PyTree) -> list[str]:
+  """Readable differences between a saved tree's metadata and the current abstract state."""
+  have, want = _leaf_table(saved), _leaf_table(wanted)
+  # Parameters first: optimizer moments repeat the same differences.
+  order = lambda keys: sorted(keys, key=lambda k: ("opt_state" in k, k))
+  out = [f"{k} has shape {have[k][0]} in the checkpoint, {want[k][0]} now"
+         for k in order(set(have) & set(want)) if have[k][0] != want[k][0]]
+  out += [f"{k} is not in the checkpoint" for k in order(set(want) - set(have))]
+  out += [f"{k} is only in the checkpoint" for k in order(set(have) - set(want))]
+  return out
+
+
+class _Corrupt(Exception):
+  """A step that cannot be read (as opposed to one that does not fit)."""
+
+
+class Checkpointer:
+  """Saves and restores (state, data iterator) pairs under `workdir/checkpoints`.
+
+  `read_only=True` (evaluation of a finished or archived run) creates, deletes and moves
+  nothing.
+  """
+
+  def __init__(self, workdir: str | os.PathLike, keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
+    if int(keep) < 1:
+      raise CheckpointError(f"keep_checkpoints={keep} would delete every checkpoint, the final "
+                            "one included; set --config.train.keep_checkpoints to 1 or more")
     self.directory = checkpoint_dir(workdir).absolute()
     self.workdir = pathlib.Path(workdir).absolute()
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        handler_registry=_handler_registry())
+    self.read_only = read_only
+    if not read_only and jax.process_index() == 0:
+      for path in remove_temporary_folders(self.directory):
+        print(f"Removed {path.name}, left by an interrupted save.", flush=True)
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                             enable_async_checkpointing=False)
+    else:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=int(keep), create=True, enable_async_checkpointing=async_save)
+    self._manager = None
+    if not read_only or self.directory.is_dir():
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=options, handler_registry=_handler_registry())
 
   def steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
+    return sorted(self._manager.all_steps()) if self._manager is not None else []
 
   def latest_step(self) -> int | None:
     steps = self.steps()
     return steps[-1] if steps else None
 
+  def quarantined(self) -> list[pathlib.Path]:
+    """Steps moved aside earlier as unreadable."""
+    folder = corrupt_dir(self.workdir)
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
   def save(self, step: int, state: PyTree, data_iterator: Any | None = None,
            force: bool = False) -> None:
     """Starts saving `step` (asynchronously); `wait()` or `close()` finishes it."""
+    if self.read_only:
+      raise CheckpointError(f"{self.directory} was opened read-only; cannot save step {step}")
     items = {STATE: ocp.args.StandardSave(state)}
     if data_iterator is not None:
       items[DATA] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -63,71 +156,113 @@ class Checkpointer:
               ) -> tuple[int, PyTree] | None:
     """Restores the newest usable step into `abstract_state`'s structure and shardings.
 
-    Returns (step, state), or None when there is no checkpoint at all. A step whose state
-    fails to restore is logged with the reason, moved aside, and the next older step is
-    tried. A data position that does not fit the current pipeline (other worker count,
-    other dataset) is not corruption: the run stops and says so.
+    Returns (step, state), or None when there is no checkpoint at all.
+
+    Raises:
+      CheckpointError: a step does not fit the current config (names the differing keys;
+        nothing is touched), its data position does not fit the pipeline, or every step is
+        unreadable (those were moved aside unless read-only).
     """
     failures = []
     for step in reversed(self.steps()):
       try:
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)}))
-      except Exception as e:  # pylint: disable=broad-except
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        state = self._restore_state(step, abstract_state)
+        if data_iterator is not None:
+          self._restore_data_position(step, data_iterator)
+      except _Corrupt as e:
+        reason = str(e)
         failures.append((step, reason))
-        moved = self._move_aside(step)
-        logging.error("Checkpoint step %d in %s cannot be restored (%s); moved it to %s and "
-                      "trying the previous step.", step, self.directory, reason, moved)
-        print(f"WARNING: checkpoint {self.directory / str(step)} is corrupt ({reason}); "
-              f"moved to {moved}; resuming from an earlier step.", flush=True)
+        where = self.directory / str(step)
+        if self.read_only:
+          logging.error("Checkpoint %s cannot be read (%s).", where, reason)
+          print(f"WARNING: checkpoint {where} is corrupt ({reason}); trying an earlier step.",
+                flush=True)
+        else:
+          moved = self._move_aside(step)
+          logging.error("Checkpoint %s cannot be read (%s); moved to %s.", where, reason, moved)
+          print(f"WARNING: checkpoint {where} is corrupt ({reason}); moved to {moved}; "
+                "resuming from an earlier step.", flush=True)
         continue
-      if data_iterator is not None:
-        self._restore_data_position(step, data_iterator)
-      return step, restored[STATE]
+      return step, state
     if failures:
-      listed = "; ".join(f"step {s}: {r}" for s, r in failures)
+      listed = "; ".join(f"step {s}: {r}" for s, r in failures[:_MAX_LISTED])
+      where = (f"they are still in {self.directory}" if self.read_only else
+               f"the unreadable steps were moved to {corrupt_dir(self.workdir)}")
       raise CheckpointError(
-          f"No checkpoint in {self.directory} could be restored ({listed}). The unreadable "
-          f"steps were moved to {self.workdir / 'checkpoints_corrupt'}. Refusing to start "
-          "from scratch over them: use a new --workdir, or delete that folder to start over.")
+          f"No checkpoint in {self.directory} could be restored ({listed}); {where}. "
+          "Refusing to start from scratch over them: use a new --workdir, or pass "
+          "--config.train.restart=True to train from step 0 here.")
     return None
 
+  def _restore_state(self, step: int, abstract_state: PyTree) -> PyTree:
+    step_dir = self.directory / str(step)
+    try:
+      metadata = ocp.StandardCheckpointer().metadata(step_dir / STATE)
+      saved = metadata.item_metadata.tree if hasattr(metadata, "item_metadata") else metadata
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Corrupt(f"unreadable metadata, {short_reason(e)}") from e
+    differences = tree_differences(saved, abstract_state)
+    if differences:
+      shown = "; ".join(differences[:_MAX_LISTED])
+      more = f" (and {len(differences) - _MAX_LISTED} more)" if len(differences) > _MAX_LISTED else ""
+      raise CheckpointError(
+          f"checkpoint {step_dir} does not fit this config: {shown}{more}. Nothing was changed. "
+          "Resume with the config the run was trained with (its config.json), or start a new "
+          "--workdir.")
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract_state)}))
+    except Exception as e:  # pylint: disable=broad-except
+      raise _Corrupt(short_reason(e)) from e
+    return restored[STATE]
+
   def _restore_data_position(self, step: int, data_iterator: Any) -> None:
-    if not (self.directory / str(step) / DATA).exists():
+    data_dir = self.directory / str(step) / DATA
+    if not data_dir.exists():
       print(f"WARNING: checkpoint step {step} holds no data position; the data order after "
             "resuming differs from an uninterrupted run.", flush=True)
       return
+    for path in sorted(data_dir.glob("process_*.json")):
+      try:
+        json.loads(path.read_text())
+      except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise _Corrupt(f"data position {path.name} unreadable, {short_reason(e)}") from e
     try:
       self._manager.restore(step, args=ocp.args.Composite(
           **{DATA: grain.checkpoint.CheckpointRestore(data_iterator)}))
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(
-          f"the data position saved in {self.directory / str(step) / DATA} does not fit this "
-          f"run's data pipeline ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-          "Resume with the data settings of the saved run (config.data.*, the number of hosts), "
-          "or start a new --workdir with --config.init_from pointing at this one.") from e
+          f"the data position saved in {data_dir} does not fit this run's data pipeline "
+          f"({short_reason(e)}). Resume with the data settings of the saved run "
+          "(config.data.*, the number of hosts), or start a new --workdir.") from e
 
   def _move_aside(self, step: int) -> pathlib.Path:
-    corrupt = self.workdir / "checkpoints_corrupt"
-    corrupt.mkdir(parents=True, exist_ok=True)
+    corrupt = corrupt_dir(self.workdir)
     target = corrupt / str(step)
     suffix = 0
     while target.exists():
       suffix += 1
       target = corrupt / f"{step}.{suffix}"
     if jax.process_index() == 0:
+      corrupt.mkdir(parents=True, exist_ok=True)
       shutil.move(str(self.directory / str(step)), str(target))
     # Reopen so the manager forgets the moved step.
     self._manager.reload()
     return target
 
+  def reload(self) -> None:
+    """Re-reads the step list after folders were moved by hand or by the loop."""
+    if self._manager is not None:
+      self._manager.reload()
+
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    if self._manager is not None:
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
 
 
 def _handler_registry():

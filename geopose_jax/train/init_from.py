@@ -67,7 +67,8 @@ def _accepted(task: str, runs: Sequence[str], files: Sequence[str]) -> str:
 
 
 def resolve(path: str, *, task: str, runs: Sequence[str] = (),
-            files: Sequence[str] = (), file_suffixes: Sequence[str] = ()) -> Source | None:
+            files: Sequence[str] = (), file_suffixes: Sequence[str] = (),
+            key: str = "init_from") -> Source | None:
   """Checks `config.init_from` against what `task` accepts; None when it is empty.
 
   Args:
@@ -76,6 +77,7 @@ def resolve(path: str, *, task: str, runs: Sequence[str] = (),
     runs: the tasks whose runs it can start from.
     files: descriptions of the original files it reads (for messages).
     file_suffixes: the suffixes of those files (e.g. '.pth', '.bin').
+    key: the config key that holds `path` (for messages), e.g. 'prior_from'.
 
   Raises:
     InputError: one line naming the path and what `task` accepts.
@@ -85,25 +87,25 @@ def resolve(path: str, *, task: str, runs: Sequence[str] = (),
   given = pathlib.Path(path).expanduser()
   accepted = _accepted(task, runs, files)
   if not runs and not files:
-    raise InputError(f"--config.init_from={path}: {accepted}")
+    raise InputError(f"--config.{key}={path}: {accepted}")
   if not given.exists():
-    raise InputError(f"--config.init_from={path}: no such file or folder; {accepted}")
+    raise InputError(f"--config.{key}={path}: no such file or folder; {accepted}")
   if given.is_file():
     if not files or given.suffix not in file_suffixes:
-      raise InputError(f"--config.init_from={path}: not a file this task reads; {accepted}")
+      raise InputError(f"--config.{key}={path}: not a file this task reads; {accepted}")
     return Source(path=given, kind="file")
   config_path = find_run_config(given)
   if config_path is None:
-    raise InputError(f"--config.init_from={path}: not the workdir of a geopose_jax run (no "
+    raise InputError(f"--config.{key}={path}: not the workdir of a geopose_jax run (no "
                      f"config.json there or above); {accepted}")
   try:
     run_config = json.loads(config_path.read_text())
   except (OSError, ValueError) as e:
-    raise InputError(f"--config.init_from={path}: cannot read {config_path} "
+    raise InputError(f"--config.{key}={path}: cannot read {config_path} "
                      f"({type(e).__name__}); {accepted}") from None
   run_task = run_config.get("task")
   if run_task not in runs:
-    raise InputError(f"--config.init_from={path} is a {run_task!r} run; {accepted}")
+    raise InputError(f"--config.{key}={path} is a {run_task!r} run; {accepted}")
   return Source(path=given, kind="run", task=run_task, run_config=run_config)
 
 

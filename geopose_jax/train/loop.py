@@ -6,16 +6,18 @@ around which the loop does the bookkeeping: it builds the mesh, restores the new
 checkpoint (state and data position) or initialises, feeds sharded global batches, logs
 averaged metrics (metrics.jsonl, TensorBoard, progress bar), stops on a non-finite loss,
 evaluates and draws on a cadence, checkpoints, and saves once more on Ctrl-C or SIGTERM.
+
+Around it, nothing is lost and nothing is silent: the config is checked first, one training
+run holds the workdir (`train.lock`), a workdir with checkpoints never restarts from step 0
+unless `train.restart` says so, a saved state is checked finite before it counts as good,
+and a full disk stops with one line. `--mode=eval` writes nothing but its results.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import math
 import os
 import pathlib
-import signal
 import time
 from typing import Any, Mapping
 
@@ -25,18 +27,27 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from geopose_jax.errors import ConfigError
+from geopose_jax.errors import CheckpointError, ConfigError, GeoposeError
 from geopose_jax.train import checkpoint as checkpoint_lib
+from geopose_jax.train import config_checks
+from geopose_jax.train import divergence
 from geopose_jax.train import mesh as mesh_lib
 from geopose_jax.train import reporting
+from geopose_jax.train import signals
+from geopose_jax.train import workdir_lock
+from geopose_jax.train import writer as writer_lib
 from geopose_jax.train.task import Runtime, Task
 from geopose_jax.train.writer import MetricWriter
 
 PyTree = Any
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or Inf; the message names the steps and the last good checkpoint."""
+NonFiniteLossError = divergence.NonFiniteLossError
+SaveInterruptedError = signals.SaveInterruptedError
+
+
+class _FinalEvalInterrupted(KeyboardInterrupt):
+  """Ctrl-C twice during the final evaluation, after the final checkpoint was saved."""
 
 
 def task_module(name: str):
@@ -72,21 +83,41 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   Returns the last evaluation results per split ({split: results}); for 'predict'
   (train/prediction.py) the folder written per sequence ({sequence: folder}).
   """
-  if mode not in ("train", "eval", "predict"):
-    raise ValueError(f"mode must be 'train', 'eval' or 'predict', got {mode!r}")
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   runtime = mesh_lib.make_runtime(workdir)
   resolve_config(config)
-  task = build_task(config, runtime)
-  if runtime.process_index == 0 and mode == "train":
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-  if mode == "train":
-    return train_and_evaluate(config, task, runtime)
+  config_checks.check_config(config, mode)
+  if mode == "eval":
+    # Reads the workdir only, so an archived (read-only) run can be evaluated.
+    if not workdir.is_dir():
+      raise CheckpointError(f"--mode=eval: no checkpoint: {workdir} does not exist; point "
+                            "--workdir at a trained run")
+    task = build_task(config, runtime)
+    return evaluate_checkpoint(config, task, runtime)
   if mode == "predict":
+    # Reads the workdir only; writes nothing but config.predict.output.
     from geopose_jax.train import prediction  # pylint: disable=g-import-not-at-top
-    return prediction.predict(config, task, runtime)
-  return evaluate_checkpoint(config, task, runtime)
+    return prediction.predict(config, build_task(config, runtime), runtime)
+  lock = workdir_lock.WorkdirLock(workdir)
+  if runtime.process_index == 0:
+    lock.acquire()
+  try:
+    task = build_task(config, runtime)
+    return train_and_evaluate(config, task, runtime)
+  except OSError as e:
+    if writer_lib.is_disk_full(e):
+      raise writer_lib.DiskFullError(writer_lib.disk_full_message(
+          workdir, "stopped while writing the run's files")) from None
+    raise
+  finally:
+    lock.release()
+
+
+def _write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  path = workdir / "config.json"
+  tmp = path.with_name(".config.json.tmp")
+  tmp.write_text(config.to_json_best_effort(indent=2))
+  tmp.replace(path)
 
 
 def jit_train_step(task: Task, runtime: Runtime):
@@ -107,13 +138,32 @@ def _abstract_state(task: Task, rng: jax.Array, runtime: Runtime) -> PyTree:
 
 
 def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iterator):
-  """(step, state): restored from the newest usable checkpoint, else freshly initialised."""
+  """(step, state): restored from the newest usable checkpoint, else freshly initialised.
+
+  A workdir that holds checkpoints (or steps moved aside as unreadable) but none usable is
+  only started over from step 0 with `train.restart=True`.
+  """
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+  restart = bool(config.train.get("restart", False))
+  if restart and checkpointer.steps():
+    raise ConfigError(
+        f"--config.train.restart=True but {checkpointer.directory} holds checkpoints "
+        f"(steps {checkpointer.steps()}) that training from step 0 would overwrite; "
+        "drop the flag to resume, or use a new --workdir")
   restored = checkpointer.restore(_abstract_state(task, init_rng, runtime), data_iterator)
   if restored is not None:
     step, state = restored
     _print_main(f"Resumed from {checkpointer.directory / str(step)} at step {step}.")
     return step, state
+  set_aside = checkpointer.quarantined() + divergence.diverged(runtime.workdir)
+  if set_aside and not restart:
+    raise CheckpointError(
+        f"{runtime.workdir} has no usable checkpoint but holds steps set aside earlier "
+        f"({', '.join(str(p) for p in set_aside[:4])}); refusing to start silently from step "
+        "0. Pass --config.train.restart=True to train from scratch here, or use a new "
+        "--workdir")
+  if restart:
+    _print_main(f"train.restart=True: training {runtime.workdir} from step 0.")
   init = jax.jit(task.init, out_shardings=runtime.replicated)
   state = init(init_rng)
   if task.init_from is not None:
@@ -121,63 +171,24 @@ def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iter
   return 0, state
 
 
-class _StopRequests:
-  """Ctrl-C and SIGTERM (preemption, `kill`) ask the loop to stop after the current step.
-
-  The loop then saves a checkpoint and exits. Raising from the signal handler instead could
-  interrupt a checkpoint being written; a second Ctrl-C still stops at once.
-  """
-
-  def __init__(self):
-    self.requested = None
-    self._previous = {}
-
-  def __enter__(self):
-    for signum in (signal.SIGINT, signal.SIGTERM):
-      with contextlib.suppress(ValueError):  # Not the main thread: leave signals alone.
-        self._previous[signum] = signal.signal(signum, self._request)
-    return self
-
-  def _request(self, signum, frame):
-    del frame
-    if self.requested is not None:
-      raise KeyboardInterrupt(signal.Signals(signum).name)
-    self.requested = signal.Signals(signum).name
-    _print_main(f"{self.requested}: stopping after this step and saving a checkpoint "
-                "(press Ctrl-C again to stop at once).")
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    return False
-
-
-def _average_metrics(pending: list[Mapping[str, jax.Array]]) -> dict[str, float]:
-  host = jax.device_get(pending)
+def _average_metrics(host: list[Mapping[str, Any]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-
-
-def _check_finite(averages: Mapping[str, float], first_step: int, last_step: int,
-                  checkpointer) -> None:
-  if math.isfinite(averages.get("loss", 0.0)):
-    return
-  last_good = checkpointer.latest_step()
-  where = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}; "
-           "relaunching with the same --workdir resumes from it"
-           if last_good is not None else "no checkpoint was written before it")
-  raise NonFiniteLossError(
-      f"loss is {averages['loss']} between steps {first_step} and {last_step}; stopping. "
-      f"{where}. Lower --config.optim.lr or check the input data.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: Runtime) -> dict:
   """Runs `task` for `config.train.steps` steps; see the module docstring."""
   workdir = runtime.workdir
   is_main = runtime.process_index == 0
-  writer = MetricWriter(workdir, enabled=is_main)
   checkpointer = checkpoint_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   data_iterator = iter(task.train_data())
-  step, state = _initial_state(config, task, runtime, checkpointer, data_iterator)
+  try:
+    step, state = _initial_state(config, task, runtime, checkpointer, data_iterator)
+  except BaseException:
+    checkpointer.close()
+    raise
+  if is_main:  # Only once the checkpoints are known to fit, so a refused launch keeps it.
+    _write_config(workdir, config)
+  writer = MetricWriter(workdir, enabled=is_main)
   total_steps = int(config.train.steps)
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
 
@@ -191,13 +202,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
                        disable=not (is_main and config.train.progress_bar), dynamic_ncols=True)
   log_clock = time.perf_counter()
   log_clock_step = step
+  stop_requests = signals.StopRequests()
 
   def flush_metrics() -> None:
     nonlocal pending, first_pending_step, log_clock, log_clock_step
     if not pending:
       return
-    averages = _average_metrics(pending)
-    _check_finite(averages, first_pending_step, step, checkpointer)
+    host = jax.device_get(pending)
+    bad_step = divergence.first_non_finite(host, first_pending_step)
+    if bad_step is not None:
+      loss = float(np.asarray(host[bad_step - first_pending_step]["loss"]))
+      divergence.stop(config, f"loss is {loss} at step {bad_step}", bad_step, checkpointer,
+                       runtime)
+    averages = _average_metrics(host)
     now = time.perf_counter()
     averages["steps_per_sec"] = (step - log_clock_step) / max(now - log_clock, 1e-9)
     log_clock, log_clock_step = now, step
@@ -205,13 +222,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
     progress.set_postfix({k: f"{v:.4g}" for k, v in averages.items() if k in ("loss",)})
     pending, first_pending_step = [], step + 1
 
-  def save() -> None:
+  def save(wait: bool = False) -> None:
+    """Saves `state` at `step` once its losses and its own values are known finite."""
     nonlocal last_saved
     if last_saved == step:
+      if wait:
+        _wait_for_save()
       return
-    flush_metrics()  # Never save a state whose loss went non-finite.
-    checkpointer.save(step, state, data_iterator, force=True)
+    flush_metrics()
+    if not bool(divergence.all_finite(state)):
+      # Its loss was finite, but the update it applied was not.
+      divergence.stop(config, f"the state after step {step} holds NaN/Inf values", step + 1,
+                       checkpointer, runtime)
+    with stop_requests.during("saving"):
+      try:
+        checkpointer.save(step, state, data_iterator, force=True)
+      except SaveInterruptedError:
+        _abandon_save()
     last_saved = step
+    if wait:
+      _wait_for_save()
+
+  def _wait_for_save() -> None:
+    with stop_requests.during("saving"):
+      try:
+        checkpointer.wait()
+      except SaveInterruptedError:
+        _abandon_save()
+
+  def _abandon_save() -> None:
+    removed = checkpoint_lib.remove_temporary_folders(checkpointer.directory) if is_main else []
+    complete = sorted(int(p.name) for p in checkpointer.directory.iterdir() if p.name.isdigit())
+    _print_main(f"Stopped at once at step {step}"
+                f"{'; removed the partial save ' + removed[0].name if removed else ''}. The "
+                f"newest complete checkpoint is step {complete[-1] if complete else 'none'}.")
+    interrupt = SaveInterruptedError(str(step))
+    interrupt.checkpoint_dir = checkpointer.directory  # launch.py cleans it once more at exit
+    raise interrupt
 
   def evaluate_and_draw(final: bool) -> None:
     nonlocal results
@@ -228,8 +275,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
       writer.write_images(step, images or {})
     writer.flush()
 
-  try:
-    with _StopRequests() as stop_requests:
+  def close_all(finish_saves: bool) -> None:
+    progress.close()
+    if finish_saves:
+      checkpointer.close()
+    writer.close()
+
+  with stop_requests:
+    try:
       while step < total_steps:
         if stop_requests.requested:
           raise KeyboardInterrupt(stop_requests.requested)
@@ -255,50 +308,106 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
           evaluate_and_draw(final=False)
         elif cfg.viz_every and step % cfg.viz_every == 0 and task.visualize is not None and is_main:
           writer.write_images(step, task.visualize(state, workdir / "viz", step) or {})
-  except KeyboardInterrupt:
-    progress.close()
-    _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
-    save()
-    checkpointer.close()
-    writer.close()
-    raise
-  except BaseException:
-    progress.close()
-    checkpointer.close()  # Finish any save already under way; write nothing new.
-    writer.close()
-    raise
+      flush_metrics()
+      save(wait=True)  # The final checkpoint is on disk before the final evaluation starts.
+      with stop_requests.during("final evaluation"):
+        try:
+          evaluate_and_draw(final=True)
+        except KeyboardInterrupt as interrupt:
+          close_all(finish_saves=True)
+          _print_main(f"Interrupted during the final evaluation; the checkpoint of step {step} "
+                      "is saved (--mode=eval evaluates it).")
+          raise _FinalEvalInterrupted(str(interrupt)) from None
+    except _FinalEvalInterrupted:
+      raise
+    except SaveInterruptedError as interrupt:
+      progress.close()
+      writer.close()
+      if not hasattr(interrupt, "checkpoint_dir"):
+        _abandon_save()
+      raise
+    except KeyboardInterrupt:
+      progress.close()
+      if stop_requests.requested is None:
+        stop_requests.requested = "KeyboardInterrupt"
+      try:
+        _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
+        save(wait=True)
+      except SaveInterruptedError as interrupt:
+        writer.close()
+        if not hasattr(interrupt, "checkpoint_dir"):
+          _abandon_save()
+        raise
+      close_all(finish_saves=True)
+      raise
+    except BaseException as error:
+      disk_full = writer_lib.is_disk_full(error) or any(
+          writer_lib.is_disk_full(e) for e in _causes(error))
+      progress.close()
+      if not disk_full:
+        checkpointer.close()  # Finish any save already under way; write nothing new.
+      writer.close()
+      if disk_full:
+        remove = checkpoint_lib.remove_temporary_folders(checkpointer.directory) if is_main else []
+        del remove
+        raise writer_lib.DiskFullError(writer_lib.disk_full_message(
+            workdir, f"stopped at step {step}; {writer.lines_written} metric lines written by "
+            f"this launch; newest complete checkpoint: step {last_saved}")) from None
+      raise
 
-  flush_metrics()
-  save()
-  progress.close()
-  evaluate_and_draw(final=True)
-  checkpointer.close()
-  writer.close()
+  close_all(finish_saves=True)
   return results
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+  out, seen = [], set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+    if error is not None:
+      out.append(error)
+  return out
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, task: Task, runtime: Runtime) -> dict:
-  """--mode=eval: evaluates the newest checkpoint of the workdir on every eval split."""
+  """--mode=eval: evaluates the newest checkpoint of the workdir on every eval split.
+
+  Reads the checkpoints without a lock and without changing them; writes only the result
+  tables (into `config.eval.output`, default `workdir/eval`) and pictures (`viz/` next to
+  them).
+  """
   if task.evaluate is None:
-    raise ValueError(f"task {config.task!r} has no evaluation")
-  checkpointer = checkpoint_lib.Checkpointer(runtime.workdir, keep=config.train.keep_checkpoints)
+    raise ConfigError(f"task {config.task!r} has no evaluation")
+  checkpointer = checkpoint_lib.Checkpointer(runtime.workdir, keep=config.train.keep_checkpoints,
+                                             read_only=True)
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-  restored = checkpointer.restore(_abstract_state(task, init_rng, runtime))
-  checkpointer.close()
+  try:
+    restored = checkpointer.restore(_abstract_state(task, init_rng, runtime))
+  finally:
+    checkpointer.close()
   if restored is None:
-    raise FileNotFoundError(
+    raise CheckpointError(
         f"--mode=eval: no checkpoint in {checkpoint_lib.checkpoint_dir(runtime.workdir)}; "
         "train first with the same --workdir, or point --workdir at a trained run")
   step, state = restored
+  output = str(config.eval.get("output", "") or "")
+  eval_dir = pathlib.Path(output).expanduser() if output else runtime.workdir / "eval"
+  viz_dir = eval_dir / "viz" if output else runtime.workdir / "viz"
   results = {}
   for split in task.eval_splits:
     results[split] = task.evaluate(state, split)
     if runtime.process_index == 0:
-      paths = reporting.write_eval(runtime.workdir, split, results[split], step)
+      try:
+        paths = reporting.write_eval(runtime.workdir, split, results[split], step,
+                                     eval_dir=eval_dir)
+      except OSError as e:
+        raise GeoposeError(
+            f"--mode=eval: cannot write the results into {eval_dir} ({e.strerror}); give a "
+            "writable folder with --config.eval.output=DIR") from None
       print(reporting.as_markdown(results[split], title=f"{split} (step {step})"))
       print(f"Wrote {', '.join(str(p) for p in paths)}")
   if task.visualize is not None and runtime.process_index == 0:
-    task.visualize(state, runtime.workdir / "viz", step)
+    task.visualize(state, viz_dir, step)
   return results
 
 

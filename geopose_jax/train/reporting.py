@@ -37,15 +37,25 @@ def scalars(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def as_markdown(results: Mapping[str, Any], title: str = "") -> str:
-  """A markdown table: one row per action (when present), then the overall row."""
+  """A markdown table: one row per action (when present), then the overall row, then how
+  the numbers were computed (the evaluator's `convention`)."""
   table = metrics.format_table(results)
+  convention = results.get("convention")
+  if isinstance(convention, Mapping):
+    notes = []
+    for key, value in convention.items():
+      for line in (value if isinstance(value, list) else [value]):
+        notes.append(f"- {key}: {line}")
+    table += "\n" + "\n".join(notes) + "\n"
   return f"### {title}\n\n{table}" if title else table
 
 
 def write_eval(workdir: str | os.PathLike, split: str, results: Mapping[str, Any],
-               step: int) -> list[pathlib.Path]:
-  """Writes `workdir/eval/<split>.json` and `.md` (atomically: temp file, then rename)."""
-  eval_dir = pathlib.Path(workdir) / "eval"
+               step: int, eval_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
+  """Writes `workdir/eval/<split>.json` and `.md` (atomically: temp file, then rename).
+
+  `eval_dir` replaces `workdir/eval` (e.g. evaluating a read-only archived run)."""
+  eval_dir = pathlib.Path(eval_dir) if eval_dir is not None else pathlib.Path(workdir) / "eval"
   eval_dir.mkdir(parents=True, exist_ok=True)
   payload = {"step": int(step), **_plain(dict(results))}
   paths = []
