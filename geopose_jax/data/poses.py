@@ -1,7 +1,7 @@
 """2D/3D pose loaders for the lifter, and whole test sequences for temporal evaluation.
 
 They read `h36m_poses` (one record per subject, sequence and camera; see
-data_prep/h36m_poses): the split's sequences are loaded into memory once (poses are small)
+data_prep/h36m_poses) and datasets of the same fields (`humaneva`, 15 joints): the split's sequences are loaded into memory once (poses are small)
 and batches are gathered from them with vectorised indexing.
 
 Data options (`config.data`): `name` ('h36m_poses'), `builder_config` ('' = the default,
@@ -34,8 +34,8 @@ class PoseTable:
   """Every frame of a split's (subject, sequence, camera) records, concatenated.
 
   Attributes:
-    pose_2d: (F, 17, 2) float32 normalised screen coordinates.
-    pose_3d_cam: (F, 17, 3) float32 camera frame, metres.
+    pose_2d: (F, J, 2) float32 normalised screen coordinates (J = 17, or HumanEva's 15).
+    pose_3d_cam: (F, J, 3) float32 camera frame, metres.
     start, length: (S,) int64 each sequence's first frame in the table and frame count.
     subject, action, camera: (S,) int32 vocab codes and camera index per sequence.
     names: (S,) (subject, action, sequence, camera_id) per sequence.
