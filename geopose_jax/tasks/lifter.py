@@ -492,5 +492,6 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
 
   return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
               train_data=lambda: train_loader(config, runtime), evaluate=evaluate,
-              eval_splits=tuple(targets), visualize=visualize,
+              eval_splits=tuple(targets),
+              visualize=None if config.eval.dataset else visualize,   # own data only
               init_from=start_from if source is not None else None)

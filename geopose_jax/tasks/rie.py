@@ -412,6 +412,6 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   return Task(
       init=make_init(config, epoch_length), train_step=make_train_step(config, epoch_length),
       train_data=train_data, evaluate=evaluate, eval_splits=tuple(targets),
-      visualize=visualize,
+      visualize=None if config.eval.dataset else visualize,   # pictures of its own data
       init_from=(functools.partial(start_from, source=source, config=config)
                  if source is not None else None))
