@@ -1,7 +1,8 @@
 """2D/3D pose loaders for the lifter, and whole test sequences for temporal evaluation.
 
 They read `h36m_poses` (one record per subject, sequence and camera; see
-data_prep/h36m_poses) and datasets of the same fields (`humaneva`, 15 joints): the split's sequences are loaded into memory once (poses are small)
+data_prep/h36m_poses) and datasets of the same fields (`humaneva`, 15 joints): the split's
+sequences are loaded into memory once (poses are small)
 and batches are gathered from them with vectorised indexing.
 
 Data options (`config.data`): `name` ('h36m_poses'), `builder_config` ('' = the default,
