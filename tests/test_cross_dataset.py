@@ -236,3 +236,20 @@ def test_joint_maps_round_trip_the_humaneva_joints():
   result = humaneva_protocol.evaluate(protocol_eval.to_layout(h36m, "h36m", "humaneva15"),
                                       pose * 1.0, ["S1"] * 3, ["Walk"] * 3)
   assert result["mpjpe"] == 0.0
+
+
+def test_lifter_trains_and_evaluates_on_humaneva(sources, tmp_path):
+  config = lifter_config.get_config("demo,humaneva")
+  config.model.features = config.disc.features = 16
+  config.model.num_blocks = config.disc.num_blocks = 1
+  config.train.batch_size, config.eval.batch_size = 8, 64
+  config.train.steps = 2
+  config.viz.num_examples, config.viz.gif_frames = 1, 2
+  _quiet(config, sources["data_dir"]).data.manual_dir = sources["humaneva"]
+  assert "test_subjects" not in config.data
+  workdir = tmp_path / "lifter_humaneva"
+  result = loop.run(config, workdir, "train")["validate"]
+  assert result["protocol"] == "humaneva" and result["model_joints"] == "HumanEva-15"
+  assert set(result["per_action"]) == {"Walk S3", "Jog S2"} and result["num_frames"] == 33
+  assert (workdir / "eval" / "validate.md").read_text().count("| Jog S2 |") == 1
+  assert (workdir / "viz" / "lifter_examples.png").stat().st_size > 0   # drawn as H36M-17
