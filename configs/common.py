@@ -72,6 +72,18 @@ def keypoint_predict_config() -> ml_collections.ConfigDict:
   ))
 
 
+def add_protocol_eval_keys(eval_config: ml_collections.ConfigDict) -> None:
+  """`config.eval` keys of evaluating through a dataset's own protocol, on the task's own
+  data or on another dataset (cross-dataset); geopose_jax/protocol_eval.py reads them."""
+  eval_config.dataset = ""             # '' (own data) | mpi_inf_3dhp | humaneva | h36m_poses
+  eval_config.split = ""               # '' = the dataset's evaluation split (test / validate)
+  eval_config.builder_config = ""      # '' = the dataset's default config
+  eval_config.data_dir = ""            # '' = config.data.data_dir
+  eval_config.manual_dir = ""          # the licensed files; '' = <data_dir>/downloads/manual
+  eval_config.mpi3dhp_grouping = "all17"     # all17 | no_torso14
+  eval_config.mpi3dhp_target = "univ_annot3"  # univ_annot3 | annot3
+
+
 def optim_config(lr: float, *, b1: float = 0.9, b2: float = 0.999, weight_decay: float = 0.0,
                  amsgrad: bool = False, lr_decay: float = 1.0,
                  frozen: tuple[str, ...] = ()) -> ml_collections.ConfigDict:

@@ -9,9 +9,12 @@ r"""Self-supervised 2D -> 3D lifter (Chen et al. CVPR 2019).
     python launch.py --config=configs/lifter.py:adapter --config.init_from=runs/l \
         --workdir=runs/adapt                                      # 2D domain adapter
 
-Variants (combine with commas): demo, supervised, wgan, adapter (the 2D domain adapter in
-front of the frozen lifter of `init_from`: the task `lifter_adapter`, which takes the
-lifter's model settings from that run).
+Variants (combine with commas): demo, supervised, wgan, humaneva (HumanEva-I's 15 joints,
+`python -m data_prep.build humaneva`, P1/P2 per action and subject), adapter (the 2D domain
+adapter in front of the frozen lifter of `init_from`: the task `lifter_adapter`, which takes
+the lifter's model settings from that run).
+Cross-dataset evaluation of a trained run: --mode=eval --config.eval.dataset=mpi_inf_3dhp
+(or humaneva) --config.eval.manual_dir=DIR writes eval/mpi_inf_3dhp_test.json and .md.
 Evaluation uses the test split's `data.test_subjects` (S9, S11); the metrics are P-MPJPE
 (Procrustes with scale: the primary one, since scale is unobservable), N-MPJPE (after the
 least-squares scale), MPJPE (with one body size, `eval.body_scale_mm`), PCK@150 mm and AUC
@@ -26,7 +29,8 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = common.parse_arg(arg, demo=False, supervised=False, wgan=False, adapter=False)
+  variant = common.parse_arg(arg, demo=False, supervised=False, wgan=False, adapter=False,
+                             humaneva=False)
   config = common.base_config("lifter_adapter" if variant.adapter else "lifter")
   config.supervised = bool(variant.supervised)   # the 3D-labelled reference
 
@@ -35,6 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.num_blocks = 4
   config.model.dropout = 0.5
   config.model.depth_offset = 10.0             # c: 2D scaled to mean root distance 1/c
+  config.model.num_joints = 17                 # 17 (H36M order) | 15 (HumanEva-I)
 
   config.disc = ml_collections.ConfigDict()    # pose and temporal discriminators
   config.disc.features = 1024
@@ -81,6 +86,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # mm per unit of the (scale-free) lifted pose: the mean joint-to-root distance of the
   # H36M-17 skeleton of the synthetic default's training subjects (437 mm).
   config.eval.body_scale_mm = 437.0
+  if not variant.adapter:
+    common.add_protocol_eval_keys(config.eval)  # eval.dataset: evaluate on another dataset
   config.viz.num_examples = 4
   config.viz.gif_frames = 24                   # frames of the turning-skeleton GIF
   config.predict = common.keypoint_predict_config()   # --mode=predict
@@ -99,6 +106,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.log_every = 50
     config.train.eval_every = 1_000
     config.train.checkpoint_every = 1_000
+  if variant.humaneva:
+    config.model.num_joints = 15
+    config.data.name = "humaneva"
+    config.data.builder_config = ""            # walk_jog_box
+    del config.data.test_subjects              # HumanEva is scored on its Validate chunks
   if variant.adapter:
     adapter_config(config)
   return config

@@ -9,7 +9,12 @@
 
 Variants (`configs/rie.py:ARG`, comma-separated): `demo` (receptive field 27, small widths,
 minutes on 2 CPU cores), `tcn` (the VideoPose3D temporal model), `cpn` (latent_dim 512, the
-original's setting for detected 2D), `h36m` (the VideoPose3D .npz files from the manual folder).
+original's setting for detected 2D), `h36m` (the VideoPose3D .npz files from the manual folder),
+`humaneva` (HumanEva-I's 15 joints, receptive field 27; P1/P2 per action and subject).
+Cross-dataset evaluation of a trained run (the dataset built from --config.eval.manual_dir):
+
+  python launch.py --config=configs/rie.py --workdir=runs/rie1 --mode=eval \
+      --config.eval.dataset=mpi_inf_3dhp --config.eval.manual_dir=DIR   # or humaneva
 An original checkpoint file (RIE's gt_pretrained.bin / cpn_pretrained.bin, a VideoPose3D .bin;
 read without PyTorch) can be given as --config.init_from. With --config.train.steps=0 the
 run imports it, saves it as step 0 and evaluates it; `--mode=eval` re-evaluates that workdir:
@@ -25,7 +30,8 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = common.parse_arg(arg, demo=False, tcn=False, cpn=False, h36m=False)
+  variant = common.parse_arg(arg, demo=False, tcn=False, cpn=False, h36m=False,
+                             humaneva=False)
   config = common.base_config("rie")
   config.stage = 1                       # 1 | 2 | 3 (RIE only)
 
@@ -38,6 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.dropout = 0.2             # temporal convolutions (tcn: 0.25)
   config.model.fc_dropout = 0.25         # MLPs
   config.model.causal = False
+  config.model.num_joints = 17           # 17 (H36M order) | 15 (HumanEva-I)
 
   # lr 0: the stage's default (1e-3; stage 3 fine-tunes at 5e-4, as the original); AdamW
   # with AMSGrad, weight decay 0.01, x0.95 per epoch. Stage 2 adds its encoders to frozen.
@@ -67,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.splits = ("test",)
   config.eval.test_time_flip = True
   config.eval.frame_stride = 1           # evaluate every n-th frame (1: all, the protocol)
+  common.add_protocol_eval_keys(config.eval)   # eval.dataset: evaluate on another dataset
 
   config.viz.split = "test"
   config.viz.subject = "S11"
@@ -83,6 +91,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant.h36m:
     config.data.builder_config = "npz"
     config.train.steps = 80 * 3_047
+  if variant.humaneva:
+    humaneva_config(config)
   if variant.tcn:
     config.model.name = "tcn"
     config.model.channels = 1024
@@ -105,3 +115,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.frame_stride = 4
     config.viz.max_frames = 30
   return config
+
+
+def humaneva_config(config: ml_collections.ConfigDict) -> None:
+  """HumanEva-I (Walk, Jog, Box of S1-S3; `python -m data_prep.build humaneva`): 15 joints,
+  RIE's 15-joint body parts, a 27-frame receptive field as VideoPose3D uses on this small
+  dataset, its lr decay of 0.996 per epoch, evaluated on the Validate chunks."""
+  config.model.num_joints = 15
+  config.model.filter_widths = "3,3,3"
+  config.data.name = "humaneva"
+  config.data.builder_config = ""        # walk_jog_box (all_actions: also ThrowCatch, Gestures)
+  config.optim.lr_decay = 0.996
+  config.train.steps = 20_000
+  config.eval.splits = ("validate",)
+  config.viz.split = "validate"
+  config.viz.subject = "S1"
+  config.viz.action = "Walk"

@@ -322,11 +322,8 @@ def evaluate_sequences(predict_windows: Callable[[np.ndarray], np.ndarray],
                        batch_size: int, convention: Convention = Convention(),
                        frame_stride: int = 1, scale: float = 1.0, progress: bool = True,
                        desc: str = "eval") -> dict[str, Any]:
-  """Evaluates a temporal model: one window per (strided) frame of every sequence.
-
-  The windows of all sequences form one stream cut into batches of `batch_size`; only the
-  last batch is short, padded to a multiple of the device count (so at most one extra
-  compilation, and no work on padding beyond it).
+  """Evaluates a temporal model: one window per (strided) frame of every sequence, gathered
+  by `predict_sequences`.
 
   Args:
     predict_windows: `(B, T, ...)` global windows (numpy, identical on every process) ->
@@ -343,29 +340,10 @@ def evaluate_sequences(predict_windows: Callable[[np.ndarray], np.ndarray],
   """
   stride = max(1, int(frame_stride))
   plan = [(s, np.arange(0, len(seq.pose_2d), stride)) for s, seq in enumerate(sequences)]
-  total = sum(len(frames) for _, frames in plan)
-  if not total:
-    raise ValueError("the evaluation split holds no frame")
-  num_devices = runtime.mesh.devices.size
-  predictions = [np.zeros((len(f),) + sequences[s].pose_3d.shape[1:], np.float32)
-                 for s, f in plan]
-  bar = _Progress(-(-total // batch_size), desc, progress and runtime.process_index == 0)
-  try:
-    for chunk in _chunks(plan, batch_size):
-      windows = np.concatenate([make_windows(sequences[s].pose_2d, plan[s][1][i:j])
-                                for s, i, j in chunk])
-      count = len(windows)
-      padded = -(-count // num_devices) * num_devices
-      if padded != count:
-        windows = np.concatenate([windows, np.repeat(windows[-1:], padded - count, 0)])
-      out = np.asarray(predict_windows(windows))[:count]
-      offset = 0
-      for s, i, j in chunk:
-        predictions[s][i:j] = out[offset:offset + j - i]
-        offset += j - i
-      bar.update()
-  finally:
-    bar.close()
+  predictions = predict_sequences(predict_windows, [seq.pose_2d for seq in sequences],
+                                  [frames for _, frames in plan], runtime,
+                                  make_windows=make_windows, batch_size=batch_size,
+                                  progress=progress, desc=desc)
   errors: dict[str, list[np.ndarray]] = {}
   codes = []
   for (s, frames), pred in zip(plan, predictions):
@@ -379,6 +357,60 @@ def evaluate_sequences(predict_windows: Callable[[np.ndarray], np.ndarray],
     codes.append(np.full(len(frames), sequences[s].code))
   return summarize({k: np.concatenate(v) for k, v in errors.items()}, np.concatenate(codes),
                    info, convention)
+
+
+def predict_sequences(predict_windows: Callable[[np.ndarray], np.ndarray],
+                      inputs: Sequence[np.ndarray], frames: Sequence[np.ndarray], runtime, *,
+                      make_windows: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      batch_size: int, progress: bool = True, desc: str = "eval"
+                      ) -> list[np.ndarray]:
+  """Predictions for chosen frames of whole sequences: the one way predictions are gathered
+  from temporal models and from per-frame models fed whole sequences (a "window" of one
+  frame), for the evaluator's tables and the datasets' own protocols alike.
+
+  The windows of all sequences form one stream cut into batches of `batch_size`; only the
+  last batch is short, padded to a multiple of the device count (so at most one extra
+  compilation, and no work on padding beyond it).
+
+  Args:
+    predict_windows: `(B, ...)` global windows (numpy, identical on every process) ->
+      `(B, ...)` predictions as numpy.
+    inputs: per sequence, its `(N, ...)` inputs (every process passes all of them).
+    frames: per sequence, the `(F,)` frames to predict.
+    make_windows: (sequence inputs `(N, ...)`, frames `(F,)`) -> `(F, ...)` windows.
+    batch_size: windows per call.
+
+  Returns:
+    per sequence, `(F, ...)` float32 predictions of its chosen frames.
+  """
+  plan = list(enumerate(np.asarray(f, np.int64) for f in frames))
+  if len(plan) != len(inputs):
+    raise ValueError(f"{len(inputs)} sequences but frames for {len(plan)}")
+  total = sum(len(f) for _, f in plan)
+  if not total:
+    raise ValueError("the evaluation split holds no frame")
+  num_devices = runtime.mesh.devices.size
+  predictions: list[np.ndarray | None] = [None] * len(plan)
+  bar = _Progress(-(-total // batch_size), desc, progress and runtime.process_index == 0)
+  try:
+    for chunk in _chunks(plan, batch_size):
+      windows = np.concatenate([make_windows(inputs[s], plan[s][1][i:j]) for s, i, j in chunk])
+      count = len(windows)
+      padded = -(-count // num_devices) * num_devices
+      if padded != count:
+        windows = np.concatenate([windows, np.repeat(windows[-1:], padded - count, 0)])
+      out = np.asarray(predict_windows(windows))[:count]
+      offset = 0
+      for s, i, j in chunk:
+        if predictions[s] is None:
+          predictions[s] = np.zeros((len(plan[s][1]),) + out.shape[1:], np.float32)
+        predictions[s][i:j] = out[offset:offset + j - i]
+        offset += j - i
+      bar.update()
+  finally:
+    bar.close()
+  shape = next(p.shape[1:] for p in predictions if p is not None)
+  return [p if p is not None else np.zeros((0,) + shape, np.float32) for p in predictions]
 
 
 def _chunks(plan, batch_size: int):

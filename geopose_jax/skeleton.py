@@ -93,7 +93,8 @@ _ACTION_ALIASES = {
     "walktogether": "WalkTogether",
     "walkingtogether": "WalkTogether",
 }
-_ACTION_KEYS = {name.lower(): name for name in vocab.ACTIONS}
+_ACTION_KEYS = {name.lower(): name
+                for name in vocab.H36M_ACTIONS + vocab.SYNTHETIC_ONLY_ACTIONS}
 _ACTION_KEYS.update(_ACTION_ALIASES)
 # A trailing camera id ("Walking 1.54138969"), file extension, or sub-action number
 # ("Walking 1", "Walking_2", "Walking1") is not part of the action.
@@ -178,6 +179,20 @@ H36M_TO_HUMANEVA = (0, 8, 11, 12, 13, 14, 15, 16, 4, 5, 6, 1, 2, 3, 10)
 # The other way only 15 of 17 joints exist; `humaneva_to_h36m` fills the two missing ones.
 HUMANEVA_MISSING_IN_H36M = (7, 9)
 _checked_layout(HUMANEVA_JOINT_NAMES, HUMANEVA_PARENTS, HUMANEVA_LEFT, HUMANEVA_RIGHT)
+
+
+def flip_permutation(num_joints: int) -> tuple[int, ...]:
+  """The left/right permutation of the pose layout stored with `num_joints` joints.
+
+  The pose datasets store 17 joints in Human3.6M order (MPI-INF-3DHP's builder maps its
+  own order to it) and HumanEva-I's 15 in their own order, so the count names the layout.
+  """
+  by_count = {H36M_NUM_JOINTS: H36M_FLIP_PERMUTATION,
+              HUMANEVA_NUM_JOINTS: HUMANEVA_FLIP_PERMUTATION}
+  if num_joints not in by_count:
+    raise ValueError(f"no pose layout with {num_joints} joints; expected 17 (Human3.6M order) "
+                     "or 15 (HumanEva-I)")
+  return by_count[num_joints]
 
 
 def mpi3dhp_to_h36m(pose):

@@ -8,6 +8,7 @@ from data_prep.humaneva import calibration
 from data_prep.humaneva import humaneva_dataset_builder as builder_lib
 from geopose_jax import skeleton
 from geopose_jax.errors import DatasetError
+import fake_humaneva  # tests/ is on sys.path under pytest
 
 CHUNKS = {"Train/S1": {"Walking 1 chunk0": 5, "Box 1 chunk0": 4, "Gestures 1 chunk0": 3},
           "Validate/S2": {"Jog 1 chunk0": 4, "Jog 1 chunk2": 3},
@@ -15,25 +16,7 @@ CHUNKS = {"Train/S1": {"Walking 1 chunk0": 5, "Box 1 chunk0": 4, "Gestures 1 chu
 
 
 def write_npz(folder, chunks=CHUNKS, seed=0):
-  """VideoPose3D's HumanEva layout: pickled dicts; the 2D runs 2 frames longer; Unlabeled/
-  entries exist in the 2D file only."""
-  rng = np.random.default_rng(seed)
-  folder.mkdir(parents=True, exist_ok=True)
-  positions_3d, positions_2d = {}, {}
-  for subject, sequences in chunks.items():
-    positions_3d[subject], positions_2d[subject] = {}, {}
-    for sequence, n in sequences.items():
-      positions_3d[subject][sequence] = (rng.uniform(-0.5, 0.5, (n, 15, 3)) + [0, 0, 1]).astype(
-          np.float32)
-      positions_2d[subject][sequence] = [rng.uniform(0, 640, (n + 2, 15, 2)).astype(np.float32)
-                                         for _ in range(3)]
-  positions_2d["Unlabeled/S4"] = {"Walking 1": [np.zeros((3, 15, 2), np.float32)] * 3}
-  np.savez_compressed(folder / builder_lib.NPZ_3D, positions_3d=positions_3d)
-  np.savez_compressed(folder / builder_lib.NPZ_2D, positions_2d=positions_2d,
-                      metadata={"layout_name": "humaneva15", "num_joints": 15,
-                                "keypoints_symmetry": [list(skeleton.HUMANEVA_LEFT),
-                                                       list(skeleton.HUMANEVA_RIGHT)]})
-  return positions_3d, positions_2d
+  return fake_humaneva.write_npz(folder, chunks, seed)
 
 
 def _quaternion_rotate_inverse(q, v):

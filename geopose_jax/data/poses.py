@@ -1,7 +1,8 @@
 """2D/3D pose loaders: the pose tables of a split, frame batches for the lifters.
 
 They read `h36m_poses` (one record per subject, sequence and camera; see
-data_prep/h36m_poses): the split's sequences are loaded into memory once (poses are small)
+data_prep/h36m_poses) and datasets of the same fields (`humaneva`, 15 joints): the split's
+sequences are loaded into memory once (poses are small)
 and batches are gathered from them with vectorised indexing.
 
 Data options (`config.data`): `name` ('h36m_poses'), `builder_config` ('' = the default,
@@ -34,8 +35,8 @@ class PoseTable:
   """Every frame of a split's (subject, sequence, camera) records, concatenated.
 
   Attributes:
-    pose_2d: (F, 17, 2) float32 normalised screen coordinates.
-    pose_3d_cam: (F, 17, 3) float32 camera frame, metres.
+    pose_2d: (F, J, 2) float32 normalised screen coordinates (J = 17, or HumanEva's 15).
+    pose_3d_cam: (F, J, 3) float32 camera frame, metres.
     start, length: (S,) int64 each sequence's first frame in the table and frame count.
     subject, action: (S,) int32 codes into `subject_names` / `action_names`.
     camera: (S,) int32 camera index per sequence.

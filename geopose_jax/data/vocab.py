@@ -13,22 +13,26 @@ from typing import Iterable
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
+# HumanEva-I's subjects S1-S3 (S1 shares Human3.6M's code; only the name is shared).
+HUMANEVA_SUBJECTS = ("S2", "S3")
+CODED_SUBJECTS = SUBJECTS + HUMANEVA_SUBJECTS
 
 H36M_ACTIONS = (
     "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing",
     "Purchases", "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking",
     "WalkTogether")
 SYNTHETIC_ONLY_ACTIONS = ("Running", "Jumping", "Boxing", "Swordplay")
-ACTIONS = H36M_ACTIONS + SYNTHETIC_ONLY_ACTIONS
+HUMANEVA_ACTIONS = ("Walk", "Jog", "Box", "ThrowCatch", "Gestures")
+ACTIONS = H36M_ACTIONS + SYNTHETIC_ONLY_ACTIONS + HUMANEVA_ACTIONS
 # The packaged CMU motion library's categories (geopose_jax/data/motion_library.py).
 LIBRARY_ACTIONS = ("walking", "styled walking", "turning", "running", "jumping", "dancing",
                    "sports", "exercise", "reaching", "bending")
 
 
 def subject_index(name: str) -> int:
-  if name not in SUBJECTS:
-    raise ValueError(f"unknown subject {name!r}; expected one of {SUBJECTS}")
-  return SUBJECTS.index(name)
+  if name not in CODED_SUBJECTS:
+    raise ValueError(f"unknown subject {name!r}; expected one of {CODED_SUBJECTS}")
+  return CODED_SUBJECTS.index(name)
 
 
 def action_index(name: str) -> int:

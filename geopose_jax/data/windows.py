@@ -65,13 +65,14 @@ def _windows(batch, *, table: poses_data.PoseTable, receptive_field: int, causal
   sequence = table.sequence_of_frame[frame]
   indices = window_indices(frame, table.start[sequence], table.length[sequence],
                            receptive_field, causal)
-  pose_2d = table.pose_2d[indices]                           # (B, T, 17, 2)
+  pose_2d = table.pose_2d[indices]                           # (B, T, J, 2)
   pose_3d = table.pose_3d_cam[frame]
   pose_3d = pose_3d - pose_3d[:, :1]                         # root-relative, metres
   if "flip" in batch:
     flip = np.asarray(batch["flip"], bool)
-    pose_2d[flip] = skeleton.flip_pose(pose_2d[flip])
-    pose_3d[flip] = skeleton.flip_pose(pose_3d[flip])
+    permutation = skeleton.flip_permutation(pose_2d.shape[-2])
+    pose_2d[flip] = skeleton.flip_pose(pose_2d[flip], permutation)
+    pose_3d[flip] = skeleton.flip_pose(pose_3d[flip], permutation)
   out = {"pose_2d": pose_2d.astype(np.float32), "pose_3d": pose_3d.astype(np.float32),
          "subject": table.subject[sequence], "action": table.action[sequence],
          "camera": table.camera[sequence], "sequence": sequence.astype(np.int32)}
@@ -90,16 +91,17 @@ def temporal_windows(data_config: ml_collections.ConfigDict, *, receptive_field:
   Args (besides those every loader takes, see geopose_jax/data/multiview.py):
     receptive_field: T, odd.
     flip: mirror half of the windows at random (2D and 3D together, with
-      skeleton.flip_pose): the training augmentation; evaluation leaves it False and
+      skeleton.flip_pose in the split's layout, H36M-17 or HumanEva-15): the training
+      augmentation; evaluation leaves it False and
       averages over flips itself.
     causal: windows end at their target frame (index T - 1) instead of centring on it.
 
   Batch (B = global_batch_size / process_count):
-    pose_2d (B, T, 17, 2) f32 normalised screen coordinates, edge padded, target at T // 2
-      (causal: T - 1);
-    pose_3d (B, 17, 3) f32 the target frame's root-relative camera-frame pose in METRES;
-    subject, action, camera, sequence (B,) int32 (codes into the table's subject_names /
-    action_names; sequence indexes its names); + valid (B,) bool for a finite pass.
+    pose_2d (B, T, J, 2) f32 normalised screen coordinates, edge padded, target at T // 2
+      (causal: T - 1); J = 17 (H36M order) or 15 (HumanEva-I);
+    pose_3d (B, J, 3) f32 the target frame's root-relative camera-frame pose in METRES;
+    subject, action, camera, sequence (B,) int32 (codes into the table's
+      subject_names / action_names; sequence indexes its names); + valid (B,) bool for a finite pass.
   """
   _check_receptive_field(receptive_field)
   local = batching.local_batch_size(global_batch_size, process_count)

@@ -59,6 +59,8 @@ from geopose_jax import evaluation
 from geopose_jax import keypoints
 from geopose_jax.lifting import consistency_losses, constant_depth_lift, cycle
 from geopose_jax.lifting import in_millimetres, normalize_pose_3d
+from geopose_jax import protocol_eval
+from geopose_jax import skeleton
 from geopose_jax.data import poses as poses_data
 from geopose_jax.geometry import virtual_camera
 from geopose_jax.geometry.virtual_camera import rotate_about, rotation_pivot
@@ -81,8 +83,9 @@ SUPERVISED_KEYS = frozenset({"pose_2d", "pose_3d_cam"})
 
 # --------------------------------------------------------------------------- models and state
 def make_lifter(model: ml_collections.ConfigDict) -> lifter_lib.Lifter:
-  """The lifter of `config.model`."""
-  return lifter_lib.Lifter(model.features, model.num_blocks, model.dropout, model.depth_offset)
+  """The lifter of `config.model` (a run saved before `num_joints` existed has 17)."""
+  return lifter_lib.Lifter(model.features, model.num_blocks, model.dropout, model.depth_offset,
+                           num_joints=int(model.get("num_joints", lifter_lib.NUM_JOINTS)))
 
 
 def make_models(config: ml_collections.ConfigDict):
@@ -100,7 +103,7 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, T
   The lifter trains with `config.optim`, the discriminators with `config.disc_optim`.
   """
   lifter, pose_disc, temporal_disc = make_models(config)
-  dummy = jnp.zeros((2, lifter_lib.NUM_JOINTS, 2), jnp.float32)
+  dummy = jnp.zeros((2, lifter.num_joints, 2), jnp.float32)
   k_l, k_d, k_t = jax.random.split(rng, 3)
   variables = lifter.init(k_l, dummy, train=False)
   params = variables["params"]
@@ -310,6 +313,20 @@ EVAL_CONVENTION = evaluation.Convention(
                         "n_mpjpe and pa_mpjpe do not depend on it",))
 
 
+def evaluate_on_protocol(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
+                         state, target: protocol_eval.EvalTarget) -> dict:
+  """The lifter through a dataset's own protocol (protocol_eval), in mm with one body size."""
+  scale = float(config.eval.body_scale_mm)
+
+  def predict_mm(pose_2d):
+    return np.asarray(in_millimetres(predict_jit(state["lifter"], pose_2d), scale))
+
+  return protocol_eval.evaluate(
+      target, predict_mm, runtime, num_joints=make_lifter(config.model).num_joints,
+      batch_size=int(config.eval.batch_size), notes=EVAL_CONVENTION.notes,
+      progress=bool(config.train.progress_bar))
+
+
 def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
                     state, split: str, data_config: ml_collections.ConfigDict | None = None,
                     adapt: Callable[[jax.Array], jax.Array] | None = None) -> dict:
@@ -409,19 +426,29 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   source = init_from_lib.resolve(config.init_from, task="lifter", runs=("lifter",))
   check_config(config)
   runtime.local_batch_size(config.train.batch_size)
+  num_joints = make_lifter(config.model).num_joints
+  protocol_eval.check_model_joints(config.eval, config.data.name, num_joints)
+  own_split = protocol_eval.default_split(config.data.name)
+  targets = protocol_eval.eval_targets(config, (own_split,))
   predict_jit = jax.jit(functools.partial(predict, config))
 
   def evaluate(state, split):
+    if targets[split] is not None:
+      return evaluate_on_protocol(config, runtime, predict_jit, state, targets[split])
     return evaluate_lifter(config, runtime, predict_jit, state, split)
 
   def visualize(state, out_dir, step):
     del step
-    table = poses_data.load_poses(config.data, "test")
+    table = poses_data.load_poses(config.data, own_split)
     count = max(1, int(config.viz.num_examples))
     frames = np.linspace(0, table.num_frames - 1, count).round().astype(np.int64)
     pose_2d = table.pose_2d[frames]
     lifted = np.asarray(predict_jit(state["lifter"], pose_2d))
-    return lifter_viz.write_pictures(out_dir, pose_2d, lifted, table.pose_3d_cam[frames] * 1000.0,
+    truth = table.pose_3d_cam[frames] * 1000.0
+    if num_joints == skeleton.HUMANEVA_NUM_JOINTS:
+      # Drawn as H36M-17 skeletons (Spine and Neck/Nose at midpoints).
+      pose_2d, lifted, truth = (skeleton.humaneva_to_h36m(x) for x in (pose_2d, lifted, truth))
+    return lifter_viz.write_pictures(out_dir, pose_2d, lifted, truth,
                                      gif_frames=int(config.viz.gif_frames))
 
   def start_from(state):
@@ -436,7 +463,8 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
 
   return Task(init=functools.partial(init_state, config), train_step=make_train_step(config),
               train_data=lambda: train_loader(config, runtime), evaluate=evaluate,
-              eval_splits=("test",), visualize=visualize,
+              eval_splits=tuple(targets),
+              visualize=None if config.eval.dataset else visualize,   # own data only
               init_from=start_from if source is not None else None,
               predict=functools.partial(predict_keypoints, config, runtime, predict_jit),
               predict_metadata=predict_metadata(config))

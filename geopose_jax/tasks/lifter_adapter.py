@@ -46,7 +46,7 @@ def init_adapter_state(config: ml_collections.ConfigDict, rng: jax.Array
                        ) -> dict[str, TrainState]:
   """{'adapter', 'adapter_disc'} train states ('lifter' is added by the init-from step)."""
   adapter, disc = make_models(config)
-  dummy = jnp.zeros((2, lifter_lib.NUM_JOINTS, 2), jnp.float32)
+  dummy = jnp.zeros((2, lifter.make_lifter(config.model).num_joints, 2), jnp.float32)
   k_a, k_d = jax.random.split(rng)
   a_params = adapter.init(k_a, dummy)["params"]
   d_params = disc.init(k_d, dummy)["params"]
@@ -59,7 +59,7 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
   """The adapter's states and a placeholder for the frozen lifter (filled by init_from)."""
   state = init_adapter_state(config, rng)
   lifter_model = lifter.make_lifter(config.model)
-  variables = lifter_model.init(jax.random.key(0), jnp.zeros((2, lifter_lib.NUM_JOINTS, 2)),
+  variables = lifter_model.init(jax.random.key(0), jnp.zeros((2, lifter_model.num_joints, 2)),
                                 train=False)
   state["lifter"] = TrainState.create(variables["params"], optax.set_to_zero(),
                                       variables["batch_stats"])

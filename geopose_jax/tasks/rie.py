@@ -52,6 +52,7 @@ import numpy as np
 
 from geopose_jax import evaluation
 from geopose_jax import keypoints
+from geopose_jax import protocol_eval
 from geopose_jax import skeleton
 from geopose_jax.convert import rie as convert_lib
 from geopose_jax.data import poses as poses_data
@@ -82,6 +83,11 @@ def filter_widths(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   return tcn_lib.check_filter_widths(value)
 
 
+def num_joints(config: ml_collections.ConfigDict) -> int:
+  """J of the model: 17 (H36M order) or 15 (HumanEva-I); 17 for runs saved before the key."""
+  return int(config.model.get("num_joints", rie_lib.NUM_JOINTS))
+
+
 def make_model(config: ml_collections.ConfigDict):
   """config.model.name 'rie' -> models.rie.RIE; 'tcn' -> models.tcn.TemporalConvNet."""
   m, widths = config.model, filter_widths(config)
@@ -89,12 +95,13 @@ def make_model(config: ml_collections.ConfigDict):
     if config.stage not in (1, 2, 3):
       raise ConfigError(f"--config.stage must be 1, 2 or 3, got {config.stage}")
     return rie_lib.RIE(filter_widths=widths, channels=m.channels, latent_dim=m.latent_dim,
+                       num_joints=num_joints(config),
                        stage=config.stage, causal=m.causal, dropout=m.dropout,
                        fc_hidden=m.fc_hidden, fc_dropout=m.fc_dropout,
                        frozen_encoders=config.stage == 2 and config.optim.freeze_batch_stats)
   if m.name == "tcn":
     return tcn_lib.TemporalConvNet(filter_widths=widths, channels=m.channels, dropout=m.dropout,
-                                   causal=m.causal)
+                                   causal=m.causal, num_joints_out=num_joints(config))
   raise ConfigError(f"--config.model.name must be 'rie' or 'tcn', got {m.name!r}")
 
 
@@ -149,13 +156,13 @@ def train_step(state: TrainState, batch, rng, *, model, frozen: tuple[str, ...],
 
 
 def init_state(rng, *, model, field: int, optim_config: ml_collections.ConfigDict,
-               steps_per_epoch) -> TrainState:
+               steps_per_epoch, joints: int = rie_lib.NUM_JOINTS) -> TrainState:
   # Initialisers drawn from an RBG key: the same values for the same seed, and a program
   # XLA compiles several times faster than ~200 threefry draws.
   rng = jax.random.key(jax.random.bits(rng, (), jnp.uint32), impl="rbg")
   params_key, dropout_key = jax.random.split(rng)
   variables = model.init({"params": params_key, "dropout": dropout_key},
-                         jnp.zeros((1, field, 17, 2), jnp.float32))
+                         jnp.zeros((1, field, joints, 2), jnp.float32))
   epoch_steps = steps_per_epoch() if callable(steps_per_epoch) else steps_per_epoch
   tx = optim.make_optimizer(optim_config, variables["params"], steps_per_epoch=epoch_steps)
   return TrainState.create(variables["params"], tx, variables.get("batch_stats", {}))
@@ -173,7 +180,7 @@ def make_init(config: ml_collections.ConfigDict, steps_per_epoch):
   """The task's init for `config`: rng -> TrainState."""
   return functools.partial(init_state, model=make_model(config),
                            field=math.prod(filter_widths(config)), optim_config=config.optim,
-                           steps_per_epoch=steps_per_epoch)
+                           steps_per_epoch=steps_per_epoch, joints=num_joints(config))
 
 
 class EpochLength:
@@ -288,14 +295,16 @@ def find_sequence(table: poses_data.PoseTable, subject: str, action: str,
                    f"{camera}; set --config.viz.subject/action/camera to one of {have}")
 
 
-def make_predict_windows(model, runtime: Runtime, test_time_flip: bool):
-  """(variables, (B, T, 17, 2) numpy windows, B a multiple of the device count) ->
-  (B, 17, 3) numpy predictions, flip-averaged if asked."""
+def make_predict_windows(model, runtime: Runtime, test_time_flip: bool,
+                         joints: int = rie_lib.NUM_JOINTS):
+  """(variables, (B, T, J, 2) numpy windows, B a multiple of the device count) ->
+  (B, J, 3) numpy predictions, flip-averaged (in the layout of J joints) if asked."""
+  flip = functools.partial(skeleton.flip_pose, permutation=skeleton.flip_permutation(joints))
 
   def predict(variables, pose_2d):
     plain = lambda x: model.apply(variables, x, train=False)[:, 0]  # noqa: E731
     if test_time_flip:
-      return evaluation.flip_average(plain, skeleton.flip_pose)(pose_2d)
+      return evaluation.flip_average(plain, flip, flip)(pose_2d)
     return plain(pose_2d)
 
   with runtime.mesh:
@@ -371,7 +380,10 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
         seed=config.data.shuffle_seed, shuffle=True, flip=bool(config.data.flip),
         causal=causal)
 
-  predict_windows = make_predict_windows(model, runtime, bool(config.eval.test_time_flip))
+  joints = num_joints(config)
+  protocol_eval.check_model_joints(config.eval, config.data.name, joints)
+  targets = protocol_eval.eval_targets(config, tuple(config.eval.splits))
+  predict_windows = make_predict_windows(model, runtime, bool(config.eval.test_time_flip), joints)
   make_windows = functools.partial(windows_lib.sequence_windows, receptive_field=field,
                                    causal=causal)
 
@@ -379,8 +391,15 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
   def evaluate(state, split):
-    table = poses_data.load_poses(config.data, split)
     variables = variables_of(state)
+    if targets[split] is not None:
+      # Every frame, as the datasets' protocols score them (eval.frame_stride is for the
+      # evaluator's own table).
+      return protocol_eval.evaluate(
+          targets[split], lambda windows: 1000.0 * predict_windows(variables, windows),
+          runtime, num_joints=joints, batch_size=int(config.eval.batch_size),
+          make_windows=make_windows, progress=bool(config.train.progress_bar))
+    table = poses_data.load_poses(config.data, split)
     return evaluation.evaluate_sequences(
         lambda windows: predict_windows(variables, windows), sequences_of(table), runtime,
         info=evaluation.SequenceInfo.from_names(table.names), make_windows=make_windows,
@@ -404,18 +423,22 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
     padded = -(-len(windows) // runtime.mesh.devices.size) * runtime.mesh.devices.size
     windows = np.concatenate([windows, np.repeat(windows[-1:], padded - len(windows), 0)])
     predicted = predict_windows(variables_of(state), windows)[:len(frames)]
+    pose_2d, truth = seq.pose_2d[frames], seq.pose_3d[frames]
+    if joints == skeleton.HUMANEVA_NUM_JOINTS:
+      # Drawn as H36M-17 skeletons (Spine and Neck/Nose at midpoints).
+      pose_2d, predicted, truth = (skeleton.humaneva_to_h36m(x)
+                                   for x in (pose_2d, predicted, truth))
     out_dir.mkdir(parents=True, exist_ok=True)
     subject, action = table.names[s][0], table.names[s][1]
     name = f"{subject}_{action}_cam{config.viz.camera}".replace(" ", "_")
     titles = [f"{subject} {action} cam {config.viz.camera} frame {f}" for f in frames]
-    path = rie_viz.write_sequence_gif(out_dir / f"{name}_step{step}.gif", seq.pose_2d[frames],
-                                      predicted, seq.pose_3d[frames], fps=config.viz.fps,
-                                      titles=titles)
+    path = rie_viz.write_sequence_gif(out_dir / f"{name}_step{step}.gif", pose_2d,
+                                      predicted, truth, fps=config.viz.fps, titles=titles)
     logging.info("wrote %s", path)
-    radius = float(np.abs(seq.pose_3d[frames]).max()) * 1.1 + 1e-6
+    radius = float(np.abs(truth).max()) * 1.1 + 1e-6
     return {"sequence": rie_viz.render_frame(
-        seq.pose_2d[frames[0]], predicted[0], seq.pose_3d[frames[0]], radius,
-        title=titles[0], view_2d=rie_viz.sequence_view_2d(seq.pose_2d[frames]))}
+        pose_2d[0], predicted[0], truth[0], radius, title=titles[0],
+        view_2d=rie_viz.sequence_view_2d(pose_2d))}
 
   def predict(state, sequence):
     variables = variables_of(state)
@@ -426,8 +449,8 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
 
   return Task(
       init=make_init(config, epoch_length), train_step=make_train_step(config, epoch_length),
-      train_data=train_data, evaluate=evaluate, eval_splits=tuple(config.eval.splits),
-      visualize=visualize,
+      train_data=train_data, evaluate=evaluate, eval_splits=tuple(targets),
+      visualize=None if config.eval.dataset else visualize,   # pictures of its own data
       init_from=(functools.partial(start_from, source=source, config=config)
                  if source is not None else None),
       predict=predict, predict_metadata=predict_metadata(config))

@@ -1,7 +1,9 @@
 """Evaluation results on disk and on screen: `eval/<split>.json`, `.md`, and a printed table.
 
 Results are the dicts a task's `evaluate` returns: top-level metrics (numbers), optionally
-`num_frames`, and `per_action` = {action: {metric: value, "num_frames": n}}.
+`num_frames`, and `per_action` = {action: {metric: value, "num_frames": n}}; an
+MPI-INF-3DHP result (`protocol` 'mpi_inf_3dhp') is drawn as that protocol's own tables.
+`joint_map` and `notes`, where present, are printed under the table.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from geopose_jax import metrics
+from geopose_jax.protocols import mpi_inf_3dhp
 
 
 def _plain(value: Any) -> Any:
@@ -38,15 +41,22 @@ def scalars(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 
 def as_markdown(results: Mapping[str, Any], title: str = "") -> str:
   """A markdown table: one row per action (when present), then the overall row, then how
-  the numbers were computed (the evaluator's `convention`)."""
-  table = metrics.format_table(results)
+  the numbers were computed (the evaluator's `convention`, a protocol's joint map, notes)."""
+  if results.get("protocol") == "mpi_inf_3dhp":
+    table = mpi_inf_3dhp.format_markdown(results)
+  else:
+    table = metrics.format_table(results)
   convention = results.get("convention")
   if isinstance(convention, Mapping):
-    notes = []
+    lines = []
     for key, value in convention.items():
       for line in (value if isinstance(value, list) else [value]):
-        notes.append(f"- {key}: {line}")
-    table += "\n" + "\n".join(notes) + "\n"
+        lines.append(f"- {key}: {line}")
+    table += "\n" + "\n".join(lines) + "\n"
+  if results.get("joint_map"):
+    table += f"\nJoints: {results['joint_map']}.\n"
+  for note in results.get("notes", ()):
+    table += f"\nNote: {note}.\n"
   return f"### {title}\n\n{table}" if title else table
 
 
