@@ -230,14 +230,15 @@ def test_free_sequence_names_build_and_load(tmp_path):
                           npz_2d=str(path_2d))
   config = ml_collections.ConfigDict({
       "name": "h36m_poses", "data_dir": str(tmp_path / "data"), "npz_3d": str(path_3d),
-      "npz_2d": str(path_2d), "num_workers": 0, "receptive_field": 3})
+      "npz_2d": str(path_2d), "num_workers": 0})
   table = poses_lib.load_poses(config, "train")
   assert table.action_names == ("Walking", "Dance", "my clip_2")  # canonical first
   assert table.subject_names == ("S1",)
   assert {n[2] for n in table.names} == {"Dance", "Walking 1", "my clip_2"}
   batch = next(iter(poses_lib.labelled_frames(config, split="train", global_batch_size=8)))
-  for b in (batch, next(iter(windows.rie_windows(config, split="train", global_batch_size=8,
-                                                 shuffle=False, num_epochs=1)))):
+  for b in (batch, next(iter(windows.temporal_windows(config, receptive_field=3, split="train",
+                                                      global_batch_size=8, shuffle=False,
+                                                      num_epochs=1)))):
     sequence = b["sequence"][b["valid"]]
     names = np.asarray(table.names)[sequence]
     np.testing.assert_array_equal(np.asarray(table.action_names)[b["action"][b["valid"]]],

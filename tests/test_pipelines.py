@@ -13,6 +13,7 @@ from geopose_jax.data import multiview
 from geopose_jax.data import poses
 from geopose_jax.data import vocab
 from geopose_jax.data import windows
+from geopose_jax.errors import DatasetError
 import fake_poses  # tests/ is on sys.path under pytest
 
 POSE_SEQUENCES = {"S1": {"Walking 1": 7, "Eating": 5}, "S5": {"Photo 2": 6},
@@ -298,7 +299,8 @@ def test_corrupt_dataset_file_gives_one_clear_error(multiview_config, tmp_path):
   path.write_bytes(bytes(content))
   config = multiview_config.copy_and_resolve_references()
   config.data_dir = str(data_dir)
-  with pytest.raises(ValueError, match="cannot be read.*build it again") as error:
+  # The shard's damage is found when the dataset is opened, before any record is read.
+  with pytest.raises(DatasetError, match="is damaged: split 'train': shard") as error:
     next(iter(multiview.nvs_pairs(config, global_batch_size=4)))
   assert str(data_dir / "fake_multiview" / "1.0.0") in str(error.value)
 

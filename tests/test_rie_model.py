@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from geopose_jax import evaluation
 from geopose_jax import skeleton
+from geopose_jax.data import windows as windows_lib
 from geopose_jax.models import rie as rie_lib
 from geopose_jax.models import tcn as tcn_lib
-from geopose_jax.tasks import rie as task_lib
 
 
 def dilated_receptive_field(widths):
@@ -70,20 +71,20 @@ def test_flip_is_an_involution_and_tta_of_equivariant_model_is_identity():
     depth = jnp.sum(centre ** 2, axis=(-2, -1))[:, None, None] * jnp.ones_like(centre[..., :1])
     return jnp.concatenate([centre, depth], axis=-1)
 
-  np.testing.assert_allclose(task_lib.flip_averaged(equivariant, x), equivariant(x), rtol=1e-6)
+  np.testing.assert_allclose(evaluation.flip_average(equivariant, skeleton.flip_pose)(x), equivariant(x), rtol=1e-6)
 
   def not_equivariant(windows):   # depth = x coordinate: flipping changes it
     centre = windows[:, 4]
     return jnp.concatenate([centre, centre[..., :1]], axis=-1)
 
-  assert not np.allclose(task_lib.flip_averaged(not_equivariant, x), not_equivariant(x))
+  assert not np.allclose(evaluation.flip_average(not_equivariant, skeleton.flip_pose)(x), not_equivariant(x))
 
 
 def test_frame_windows_edge_padding():
   seq = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 17, 2), np.float32)
-  centred = task_lib.frame_windows(seq, np.array([0, 4]), 5, causal=False)[..., 0, 0]
+  centred = windows_lib.sequence_windows(seq, np.array([0, 4]), 5, causal=False)[..., 0, 0]
   np.testing.assert_array_equal(centred, [[0, 0, 0, 1, 2], [2, 3, 4, 4, 4]])
-  causal = task_lib.frame_windows(seq, np.array([1]), 3, causal=True)[..., 0, 0]
+  causal = windows_lib.sequence_windows(seq, np.array([1]), 3, causal=True)[..., 0, 0]
   np.testing.assert_array_equal(causal, [[0, 0, 1]])
 
 

@@ -286,7 +286,6 @@ def _all_views(element, *, reader: sources.RecordReader, index: MultiviewIndex
       "pose_3d_world": np.asarray(record["pose_3d_world"], np.float32),
       **_codes(index, int(element["entry"])),
       "frame": np.int32(record["frame"]),
-      "sequence": np.int32(element["sequence"]),
   }
   if "valid" in element:
     item["valid"] = element["valid"]
