@@ -7,6 +7,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_prep import array_record_builder
 from data_prep.smpl_params.smpl_params_dataset_builder import Builder
 from data_prep.smpl_params.smpl_params_dataset_builder import NAME
 from data_prep.smpl_params.smpl_params_dataset_builder import SmplParamsConfig
@@ -14,25 +15,13 @@ from data_prep.smpl_params.smpl_params_dataset_builder import SmplParamsConfig
 
 def make_builder(name: str = NAME, data_dir: str | os.PathLike | None = None) -> Builder:
   """The builder for 'smpl_params' or 'smpl_params/<config>' ('cmu' or 'surreal')."""
-  dataset, _, config = str(name).partition("/")
-  if dataset != NAME:
-    raise ValueError(f"{name!r} is not an smpl_params dataset name")
-  known = [c.name for c in Builder.BUILDER_CONFIGS]
-  if config and config not in known:
-    raise ValueError(f"unknown smpl_params config {config!r}; known: {known}")
-  return Builder(config=config or None, data_dir=os.fspath(data_dir) if data_dir else None)
+  return array_record_builder.builder_from_name(Builder, NAME, name, data_dir)
 
 
 def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
                  manual_dir: str | os.PathLike | None = None) -> Builder:
-  """Builds the dataset unless a complete copy is already in `data_dir`; returns its builder
-  (TFDS writes into a temporary folder and renames it when done)."""
-  builder = make_builder(name, data_dir)
-  if not builder.is_prepared():
-    download_config = tfds.download.DownloadConfig(
-        manual_dir=os.fspath(manual_dir) if manual_dir else None, try_download_gcs=False)
-    builder.download_and_prepare(download_config=download_config)
-  return builder
+  """Builds the dataset unless a complete copy is already in `data_dir`; returns its builder."""
+  return array_record_builder.prepare(make_builder(name, data_dir), manual_dir)
 
 
 def load_split(builder: Builder, split: str) -> dict[str, np.ndarray]:
