@@ -5,6 +5,7 @@ r"""Throughput of RIE and the VideoPose3D baseline: train windows/s, inference f
     python benchmarks/rie.py --variant=tcn            # VideoPose3D, 1024 channels
     python benchmarks/rie.py --find_max_batch         # also the largest batch that fits
     python benchmarks/rie.py --variant=demo --steps=3
+    python benchmarks/rie.py --batch_size=256 --profile=/tmp/rie_trace   # + top ops by time
 
 One train step = forward and backward of the strided model on a batch of windows plus the
 AdamW (AMSGrad) update, exactly the task's jitted step (stage 2 with its encoders frozen).
@@ -12,6 +13,8 @@ Inference = the model in eval mode on one window per frame, with the test-time f
 (two passes), as the evaluation runs it. Inputs are random; the numbers do not depend on their
 values. Parameter counts are given per stage next to the original's, computed from the
 original's architecture. Runs on the default JAX device; JSON to stdout and to --out.
+With --profile DIR, a `jax.profiler` trace of a few train steps is written there (TensorBoard
+profile plugin and Perfetto formats) and the step's top operations by time go into the JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 import tempfile
@@ -30,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import report  # noqa: E402  (benchmarks/report.py, beside this script)
+import profiling  # noqa: E402  (benchmarks/profiling.py, beside this script)
+import report  # noqa: E402
 
 from configs import rie as rie_config  # noqa: E402
 from geopose_jax import evaluation  # noqa: E402
@@ -102,7 +107,8 @@ def _setup(config, batch_size: int):
   return model, state, step, batch, field, shapes
 
 
-def measure_train(config, batch_size: int, steps: int, warmup: int) -> dict:
+def measure_train(config, batch_size: int, steps: int, warmup: int, profile_dir: str = "",
+                  profile_steps: int = 3) -> dict:
   _, state, step, batch, _, _ = _setup(config, batch_size)
   holder = {"state": state, "i": 0}
 
@@ -114,9 +120,18 @@ def measure_train(config, batch_size: int, steps: int, warmup: int) -> dict:
   start = time.perf_counter()
   one_step()
   compile_s = time.perf_counter() - start
+  load_before = os.getloadavg()[0]
   step_s = _time(one_step, warmup, steps)
-  return {"batch_size": batch_size, "compile_s": round(compile_s, 2),
-          "train_step_s": round(step_s, 4), "train_windows_per_s": round(batch_size / step_s, 1)}
+  result = {"batch_size": batch_size, "compile_s": round(compile_s, 2),
+            "train_step_s": round(step_s, 4), "train_windows_per_s": round(batch_size / step_s, 1),
+            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+  if profile_dir:
+    hlo = step.lower(holder["state"], batch, jax.random.key(0)).compile().as_text()
+    path = profiling.trace(one_step, profile_steps, profile_dir)
+    hlo_path = profiling.write_text(path.parent / "train_step.hlo.txt", hlo)
+    result["profile"] = {"trace": str(path), "hlo": str(hlo_path), "steps": profile_steps,
+                         **profiling.top_operations(path, hlo, profile_steps)}
+  return result
 
 
 def measure_inference(config, batch_size: int, steps: int, warmup: int) -> dict:
@@ -150,7 +165,8 @@ def find_max_batch(config, start: int, limit: int) -> int:
 
 
 def run(variant: str = "", stages=(3,), batch_size: int = 1024, steps: int = 5, warmup: int = 1,
-        inference_batch_size: int = 1024, max_batch: bool = False, max_batch_limit: int = 16384):
+        inference_batch_size: int = 1024, max_batch: bool = False, max_batch_limit: int = 16384,
+        profile_dir: str = "", inference: bool = True):
   results = []
   base = rie_config.get_config(variant or None)
   for stage in (stages if base.model.name == "rie" else (1,)):
@@ -162,8 +178,10 @@ def run(variant: str = "", stages=(3,), batch_size: int = 1024, steps: int = 5, 
              "latent_dim": config.model.latent_dim if config.model.name == "rie" else None,
              "num_params": tcn_lib.count_parameters(shapes.params),
              "num_params_original": original_parameter_count(config)}
-    entry.update(measure_train(config, batch_size, steps, warmup))
-    entry.update(measure_inference(config, inference_batch_size, steps, warmup))
+    entry.update(measure_train(config, batch_size, steps, warmup,
+                               f"{profile_dir}/stage{stage}" if profile_dir else ""))
+    if inference:
+      entry.update(measure_inference(config, inference_batch_size, steps, warmup))
     if max_batch:
       entry["max_train_batch"] = find_max_batch(config, batch_size * 2, max_batch_limit)
     results.append(entry)
@@ -185,6 +203,10 @@ def main(argv=None) -> dict:
   parser.add_argument("--find_max_batch", action="store_true",
                       help="double the batch until a train step no longer fits")
   parser.add_argument("--max_batch_limit", type=int, default=16384)
+  parser.add_argument("--profile", default="", metavar="DIR",
+                      help="write a jax.profiler trace of 3 train steps under DIR and report "
+                           "the top operations by time")
+  parser.add_argument("--no_inference", action="store_true", help="time the train step only")
   parser.add_argument("--out", default="", help="also write the JSON here")
   args = parser.parse_args(argv)
   try:
@@ -196,7 +218,8 @@ def main(argv=None) -> dict:
   if args.batch_size < 1 or args.steps < 1:
     parser.error("--batch_size and --steps must be positive")
   result = run(args.variant, stages, args.batch_size, args.steps, args.warmup,
-               args.inference_batch_size, args.find_max_batch, args.max_batch_limit)
+               args.inference_batch_size, args.find_max_batch, args.max_batch_limit,
+               args.profile, not args.no_inference)
   return report.emit(result, args.out)
 
 
