@@ -93,11 +93,17 @@ def test_synthetic_source_projects_exactly(tmp_path, monkeypatch):
                                "fake", action="Walking"),
           readers.PoseSequence("S9", "09_01_0", fake_poses.random_world_poses(rng, 3, 17), None,
                                "fake", action="Running")]
+  heldout = [readers.PoseSequence("S1", "02_01_0", fake_poses.random_world_poses(rng, 5, 17),
+                                  None, "fake", action="Walking")]
   monkeypatch.setattr(builder_lib, "synthetic_pose_sequences", lambda: fake)
+  monkeypatch.setattr(builder_lib, "synthetic_heldout_sequences", lambda: heldout)
   clean = h36m_poses.ensure_built("h36m_poses", tmp_path / "data")
   assert clean.builder_config.name == "synthetic"
-  records = _records(clean, "train") + _records(clean, "test")
-  assert len(records) == 8
+  held = _records(clean, "heldout")
+  assert len(held) == 4 and {int(r["num_frames"]) for r in held} == {5}
+  assert {_text(r["subject"]) for r in held} == {"S1"}
+  records = _records(clean, "train") + _records(clean, "test") + held
+  assert len(records) == 12
   for record in records:
     _assert_projects_onto_2d(record, 0.5)
   noisy = h36m_poses.ensure_built("h36m_poses/synthetic_noisy", tmp_path / "data")

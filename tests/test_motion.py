@@ -72,6 +72,34 @@ def test_split_by_cmu_subject_from_the_index():
     assert clips <= {c.clip for c in split[name]}
 
 
+def test_heldout_frames_are_disjoint_from_training():
+  """The held-out split: training subjects, training CMU subjects, frames train never uses."""
+  infos = {c.clip: c for c in motion_library.clips()}
+  train_plan = motion.default_plan()
+  heldout = motion.heldout_plan()
+  assert set(heldout) == set(vocab.TRAIN_SUBJECTS)
+  train_frames = collections.defaultdict(set)  # clip -> every frame index any subject uses
+  for items in train_plan.values():
+    for item in items:
+      train_frames[item.clip].update(range(item.start, item.stop))
+  seen = collections.defaultdict(set)
+  per_action = collections.Counter()
+  for subject, items in heldout.items():
+    for item in items:
+      frames = set(range(item.start, item.stop))
+      assert not frames & train_frames[item.clip], (subject, item)
+      assert not frames & seen[item.clip], (subject, item)  # no piece performed twice
+      seen[item.clip] |= frames
+      assert infos[item.clip].cmu_subject not in motion.TEST_CMU_SUBJECTS
+      per_action[subject, infos[item.clip].action] += item.stop - item.start
+  assert per_action and max(per_action.values()) <= motion.HELDOUT_FRAMES_PER_ACTION
+  assert sum(per_action.values()) > 0.8 * len(per_action) * motion.HELDOUT_FRAMES_PER_ACTION
+  # A plan that uses every frame of a clip leaves nothing of it to hold out.
+  clip = next(iter(train_frames))
+  whole = {"S1": [motion.PlanItem(clip, 0, infos[clip].num_frames + 10_000, motion.Variation())]}
+  assert all(i.clip != clip for items in motion.heldout_plan(whole).values() for i in items)
+
+
 def test_actions_are_balanced_and_salsa_does_not_dominate():
   infos = {c.clip: c for c in motion_library.clips()}
   plan = motion.default_plan()

@@ -22,7 +22,10 @@ Record (decoded with tfds; N frames):
   (x / w * 2 - [1, h / w]), pose_3d_cam (N, 17, 3) camera frame in METRES,
   pose_3d_world (N, 17, 3) world in METRES, camera: {R (3, 3) world->camera, t (3,)
   centre in world mm, f (2,), c (2,), k (3,), p (2,), res (2,) = (width, height)}.
-Splits: train = S1, S5, S6, S7, S8; test = S9, S11 (a split without sequences is omitted).
+Splits: train = S1, S5, S6, S7, S8; test = S9, S11 (a split without sequences is omitted);
+synthetic sources also have heldout = the training subjects on pieces of the training CMU
+subjects' clips that train does not contain (geopose_jax.data.motion.heldout_plan), to tell
+generalisation to new people from generalisation to new frames.
 """
 
 from __future__ import annotations
@@ -109,11 +112,13 @@ class Builder(array_record_builder.ArrayRecordBuilder):
   """Human3.6M-layout 2D/3D pose sequences from synthetic, VideoPose3D or raw sources."""
 
   name = NAME
-  VERSION = tfds.core.Version("2.0.0")
+  VERSION = tfds.core.Version("2.1.0")
   RELEASE_NOTES = {
       "1.0.0": "First release.",
       "2.0.0": "synthetic: the 250-clip CMU library, split by CMU subject, balanced "
                "actions (520k training frames); any sequence name is accepted.",
+      "2.1.0": "synthetic: a heldout split (training subjects, training CMU subjects' clip "
+               "pieces that train does not use).",
   }
   BUILDER_CONFIGS = [
       H36mPosesConfig(name="synthetic", description="Bundled CMU motion through the "
@@ -198,6 +203,8 @@ class Builder(array_record_builder.ArrayRecordBuilder):
       chosen = [s for s in sequences if s.subject in subjects]
       if chosen:
         generators[split] = self._generate_examples(chosen)
+    if self.builder_config.source == "synthetic" and generators:
+      generators["heldout"] = self._generate_examples(synthetic_heldout_sequences())
     if not generators:
       raise ValueError(f"h36m_poses/{self.builder_config.name}: the source holds no sequence "
                        f"of the subjects {vocab.SUBJECTS}")
@@ -223,6 +230,16 @@ def synthetic_pose_sequences() -> list[readers.PoseSequence]:
       pose_3d_world=np.asarray(m.poses_world, np.float32) / 1000.0, pose_2d_px=None,
       origin=f"geopose_jax.data.motion {m.subject} {m.sequence}", action=m.action)
           for m in motion.synthetic_sequences(fps=SYNTHETIC_FPS)]
+
+
+def synthetic_heldout_sequences() -> list[readers.PoseSequence]:
+  """The training subjects' held-out motion (geopose_jax.data.motion.heldout_sequences)."""
+  from geopose_jax.data import motion  # pylint: disable=g-import-not-at-top
+  return [readers.PoseSequence(
+      subject=m.subject, sequence=m.sequence,
+      pose_3d_world=np.asarray(m.poses_world, np.float32) / 1000.0, pose_2d_px=None,
+      origin=f"geopose_jax.data.motion held out {m.subject} {m.sequence}", action=m.action)
+          for m in motion.heldout_sequences(fps=SYNTHETIC_FPS)]
 
 
 def _normalise(pixels: np.ndarray, camera: dict) -> np.ndarray:

@@ -10,7 +10,9 @@ Split by CMU subject: the training subjects (S1, S5-S8) perform clips of one set
 subjects, the test subjects (S9, S11) clips of disjoint CMU subjects (TEST_CMU_SUBJECTS),
 so the test split measures generalisation to unseen people and motion. What each subject
 performs is balanced by action (the library's categories) and CMU subject: long clips are
-cut into segments and every action gets the same number of frames (`make_plan`).
+cut into segments and every action gets the same number of frames (`make_plan`). The
+pieces of the training CMU subjects' clips that training leaves unused give the training
+subjects a held-out set (`heldout_plan`, `heldout_sequences`).
 
 Each synthetic subject has its own bone proportions (per-subject scaling of the offsets,
 symmetric left/right) and performs segments with variations (mirrored, another heading,
@@ -363,6 +365,8 @@ SEGMENT_REACH_MM = 1500.0
 # camera frames in h36m_poses); the test split has 2 x 7 x 700.
 TRAIN_FRAMES_PER_ACTION = 2600
 TEST_FRAMES_PER_ACTION = 700
+# Frames per (training subject, action) of the held-out split (`heldout_plan`).
+HELDOUT_FRAMES_PER_ACTION = 500
 _MIN_PIECE = 50  # never plan a cut-off piece shorter than 1 s
 _MAX_REPEATS = 3
 
@@ -474,6 +478,55 @@ def default_plan() -> dict[str, list[PlanItem]]:
   return make_plan()
 
 
+def heldout_plan(train_plan: dict[str, list[PlanItem]] | None = None,
+                 frames_per_action: int = HELDOUT_FRAMES_PER_ACTION, seed: int = 0,
+                 library_dir: str | None = None) -> dict[str, list[PlanItem]]:
+  """Held-out frames of the training subjects: pieces of the training CMU subjects' clips
+  that `train_plan` (default `default_plan()`) gives to no subject.
+
+  A `clip_segments` piece counts as unused when no item of the plan overlaps it, so a
+  held-out piece never shares a frame with training. The unused pieces of each action are
+  dealt to the training subjects in turn (none is performed twice), each subject taking up
+  to `frames_per_action` frames per action. Only the actions whose clips outnumber what
+  training takes have such pieces (walking, styled walking and dancing by default).
+  Deterministic.
+
+  Returns:
+    subject -> [PlanItem], for vocab.TRAIN_SUBJECTS (an empty list where nothing is left).
+  """
+  train_plan = default_plan() if train_plan is None else train_plan
+  used: dict[str, list[tuple[int, int]]] = {}
+  for items in train_plan.values():
+    for item in items:
+      used.setdefault(item.clip, []).append((item.start, item.stop))
+
+  def unused(clip: str, start: int, stop: int) -> bool:
+    return not any(a < stop and start < b for a, b in used.get(clip, ()))
+
+  train_clips = library_split(library_dir)["train"]
+  plan: dict[str, list[PlanItem]] = {s: [] for s in vocab.TRAIN_SUBJECTS}
+  for a, action in enumerate(vocab.LIBRARY_ACTIONS):
+    pieces = []
+    for piece in _segments([c for c in train_clips if c.action == action], library_dir):
+      if piece not in pieces and unused(*piece):  # _segments repeats short subjects' pieces
+        pieces.append(piece)
+    totals = dict.fromkeys(vocab.TRAIN_SUBJECTS, 0)
+    rngs = {s: np.random.default_rng([seed, vocab.subject_index(s), a, 1])
+            for s in vocab.TRAIN_SUBJECTS}
+    for k, (clip, start, stop) in enumerate(pieces):
+      subject = vocab.TRAIN_SUBJECTS[k % len(vocab.TRAIN_SUBJECTS)]
+      room = frames_per_action - totals[subject]
+      if room < _MIN_PIECE:
+        continue
+      stop = min(stop, start + room)
+      totals[subject] += stop - start
+      rng = rngs[subject]
+      plan[subject].append(PlanItem(clip, start, stop, Variation(
+          mirror=bool(rng.random() < 0.5), heading_deg=float(rng.uniform(0.0, 360.0)),
+          offset_mm=tuple(float(v) for v in rng.uniform(-150, 150, 2)))))
+  return plan
+
+
 def subject_sequences(subject: str, fps: float = 50.0,
                       plan: Sequence[PlanItem] | None = None,
                       library_dir: str | None = None) -> list[MotionSequence]:
@@ -508,6 +561,20 @@ def subject_sequences(subject: str, fps: float = 50.0,
                               sequence=f"{item.clip}_{k}",
                               poses_world=placed.astype(np.float32), fps=fps))
   return out
+
+
+def heldout_sequences(fps: float = 50.0, subjects: Sequence[str] = vocab.TRAIN_SUBJECTS,
+                      library_dir: str | None = None) -> list[MotionSequence]:
+  """The training subjects performing `heldout_plan()`: motion of the training CMU
+  subjects that no training sequence contains (see `heldout_plan`)."""
+  plan = heldout_plan(library_dir=library_dir)
+  unknown = [s for s in subjects if s not in plan]
+  if unknown:
+    raise ValueError(f"held-out sequences exist for the training subjects "
+                     f"{vocab.TRAIN_SUBJECTS} only, not {unknown}")
+  return [q for subject in subjects
+          for q in subject_sequences(subject, fps, plan=plan[subject],
+                                     library_dir=library_dir)]
 
 
 def synthetic_sequences(fps: float = 50.0, subjects: Sequence[str] = vocab.SUBJECTS,
