@@ -128,7 +128,7 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float,
               num_frames: int | None = None, show_progress: bool = True) -> int:
   """Encodes (H, W, 3) uint8 frames (even H, W) as H.264 (MPEG-4 part 2 where libx264 is
   missing) through a temporary name; returns the number of frames written."""
-  import av  # the `predict` extra; imported here so reading keypoints does not need it
+  import av  # imported here so reading keypoints does not load the video codecs
   path = os.fspath(path)
   tmp = path + ".tmp.mp4"
   count = 0
