@@ -104,8 +104,8 @@ def split_names(builder: tfds.core.DatasetBuilder) -> tuple[str, ...]:
 
 def check_split(builder: tfds.core.DatasetBuilder, split: str) -> None:
   if split not in builder.info.splits:
-    raise ValueError(f"dataset {builder.data_dir} has no split {split!r}; it has "
-                     f"{split_names(builder)}")
+    raise ConfigError(f"dataset {builder.data_dir} has no split {split!r}; it has "
+                      f"{split_names(builder)} (check --config.eval.splits and the data)")
 
 
 # ----------------------------------------------------------------------------- records
