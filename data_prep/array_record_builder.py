@@ -27,8 +27,9 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
 
 def builder_from_name(builder_class, dataset: str, name: str,
-                      data_dir: str | os.PathLike | None = None):
-  """`builder_class` for 'dataset' or 'dataset/<config>'; a wrong name or config is one line."""
+                      data_dir: str | os.PathLike | None = None, **builder_kwargs):
+  """`builder_class(config=..., data_dir=..., **builder_kwargs)` for 'dataset' or
+  'dataset/<config>'; a wrong name or config is one line."""
   given, _, config = str(name).partition("/")
   if given != dataset:
     raise ConfigError(f"{name!r} is not a {dataset} dataset name")
@@ -36,7 +37,7 @@ def builder_from_name(builder_class, dataset: str, name: str,
   if config and config not in known:
     raise ConfigError(f"unknown {dataset} config {config!r}; known: {known}")
   return builder_class(config=config or None,
-                       data_dir=os.fspath(data_dir) if data_dir else None)
+                       data_dir=os.fspath(data_dir) if data_dir else None, **builder_kwargs)
 
 
 def prepare(builder, manual_dir: str | os.PathLike | None = None):

@@ -12,6 +12,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from data_prep import array_record_builder
 from data_prep.synthetic_multiview.features import decode_record
 from data_prep.synthetic_multiview.features import multiview_features
 from data_prep.synthetic_multiview.synthetic_multiview_dataset_builder import Builder
@@ -29,15 +30,9 @@ def make_builder(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
                  library_dir: str | os.PathLike | None = None,
                  num_workers: int | None = None) -> Builder:
   """The builder of `name` ('synthetic_multiview' or 'synthetic_multiview/<config>')."""
-  dataset, _, config = str(name).partition("/")
-  if dataset != NAME:
-    raise ValueError(f"{name!r} is not a {NAME} dataset name")
-  known = [c.name for c in Builder.BUILDER_CONFIGS]
-  if config and config not in known:
-    raise ValueError(f"unknown {NAME} config {config!r}; known: {known}")
-  data_dir = os.fspath(data_dir) if data_dir else _default_data_dir()
-  return Builder(config=config or None, data_dir=data_dir, library_dir=library_dir,
-                 num_workers=num_workers)
+  return array_record_builder.builder_from_name(
+      Builder, NAME, name, data_dir or _default_data_dir(), library_dir=library_dir,
+      num_workers=num_workers)
 
 
 def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
