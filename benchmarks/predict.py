@@ -5,7 +5,7 @@ r"""Speed of --mode=predict: 2D -> 3D frames/s (RIE stage 3, the lifter) and the
     python benchmarks/predict.py --frames=500 --out=predict_bench.json
     python benchmarks/predict.py --only=lift            # or --only=render
 
-The poses are the synthetic test clips (geopose_jax.data.motion) repeated to --frames,
+The poses are the synthetic test clips (geopose_jax.data.motion_plan) repeated to --frames,
 projected through a Human3.6M camera. Lifting goes through the production path: the task
 built from its paper-size config (`configs/rie.py` stage 3: receptive field 243, test-time
 flip average, windows 1024 at a time; `configs/lifter.py`), its `Task.predict` on a
@@ -34,7 +34,7 @@ import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import lifter as lifter_config  # noqa: E402
 from configs import rie as rie_config  # noqa: E402
-from geopose_jax.data import motion  # noqa: E402
+from geopose_jax.data import motion_plan  # noqa: E402
 from geopose_jax.export import bvh_writer, render  # noqa: E402
 from geopose_jax.geometry import cameras  # noqa: E402
 from geopose_jax.keypoints import sequence as keypoint_sequence  # noqa: E402
@@ -43,7 +43,7 @@ from geopose_jax.train import mesh as mesh_lib  # noqa: E402
 
 
 def _poses(num_frames: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-  sequences = motion.subject_sequences("S9")
+  sequences = motion_plan.subject_sequences("S9")
   world = np.concatenate([s.poses_world for s in sequences]).astype(np.float64)
   world = np.resize(world, (num_frames, 17, 3))
   camera = cameras.load_h36m_cameras("S9")[0]

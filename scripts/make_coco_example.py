@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from geopose_jax.data import motion  # noqa: E402
+from geopose_jax.data import motion_plan  # noqa: E402
 from geopose_jax.geometry import cameras  # noqa: E402
 
 SUBJECT, CAMERA_INDEX = "S9", 0
@@ -66,7 +66,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="examples/synthetic_S9_coco17.json")
   args = parser.parse_args()
-  sequence = motion.subject_sequences(SUBJECT)[0]
+  sequence = motion_plan.subject_sequences(SUBJECT)[0]
   cams = cameras.load_h36m_cameras(SUBJECT)
   camera = cameras.Camera(*(np.asarray(getattr(cams, f), np.float64)[CAMERA_INDEX]
                             for f in ("R", "t", "f", "c", "k", "p", "res")))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from geopose_jax.data import motion
+from geopose_jax.data import motion_plan
 from geopose_jax.data import motion_library
 from geopose_jax.data import vocab
 from geopose_jax.errors import DatasetError
@@ -57,26 +58,26 @@ def test_left_is_left_while_walking(mirror):
 def test_split_by_cmu_subject_from_the_index():
   """Training subjects perform clips of one set of CMU subjects, test subjects of another."""
   infos = {c.clip: c for c in motion_library.clips()}
-  plan = motion.default_plan()
+  plan = motion_plan.default_plan()
   cmu_of = {s: {infos[item.clip].cmu_subject for item in plan[s]} for s in vocab.SUBJECTS}
   train = set().union(*(cmu_of[s] for s in vocab.TRAIN_SUBJECTS))
   test = set().union(*(cmu_of[s] for s in vocab.TEST_SUBJECTS))
   assert train and test and not train & test
-  assert test <= set(motion.TEST_CMU_SUBJECTS)
-  split = motion.library_split()
+  assert test <= set(motion_plan.TEST_CMU_SUBJECTS)
+  split = motion_plan.library_split()
   assert {c.cmu_subject for c in split["train"]} == train  # every training CMU subject used
   assert not {c.clip for c in split["train"]} & {c.clip for c in split["test"]}
   for name in ("train", "test"):  # the generated sequences name the planned clips
     subject = vocab.TRAIN_SUBJECTS[0] if name == "train" else vocab.TEST_SUBJECTS[0]
-    clips = {q.sequence.rsplit("_", 1)[0] for q in motion.subject_sequences(subject)}
+    clips = {q.sequence.rsplit("_", 1)[0] for q in motion_plan.subject_sequences(subject)}
     assert clips <= {c.clip for c in split[name]}
 
 
 def test_heldout_frames_are_disjoint_from_training():
   """The held-out split: training subjects, training CMU subjects, frames train never uses."""
   infos = {c.clip: c for c in motion_library.clips()}
-  train_plan = motion.default_plan()
-  heldout = motion.heldout_plan()
+  train_plan = motion_plan.default_plan()
+  heldout = motion_plan.heldout_plan()
   assert set(heldout) == set(vocab.TRAIN_SUBJECTS)
   train_frames = collections.defaultdict(set)  # clip -> every frame index any subject uses
   for items in train_plan.values():
@@ -90,22 +91,22 @@ def test_heldout_frames_are_disjoint_from_training():
       assert not frames & train_frames[item.clip], (subject, item)
       assert not frames & seen[item.clip], (subject, item)  # no piece performed twice
       seen[item.clip] |= frames
-      assert infos[item.clip].cmu_subject not in motion.TEST_CMU_SUBJECTS
+      assert infos[item.clip].cmu_subject not in motion_plan.TEST_CMU_SUBJECTS
       per_action[subject, infos[item.clip].action] += item.stop - item.start
-  assert per_action and max(per_action.values()) <= motion.HELDOUT_FRAMES_PER_ACTION
-  assert sum(per_action.values()) > 0.8 * len(per_action) * motion.HELDOUT_FRAMES_PER_ACTION
+  assert per_action and max(per_action.values()) <= motion_plan.HELDOUT_FRAMES_PER_ACTION
+  assert sum(per_action.values()) > 0.8 * len(per_action) * motion_plan.HELDOUT_FRAMES_PER_ACTION
   # A plan that uses every frame of a clip leaves nothing of it to hold out.
   clip = next(iter(train_frames))
-  whole = {"S1": [motion.PlanItem(clip, 0, infos[clip].num_frames + 10_000, motion.Variation())]}
-  assert all(i.clip != clip for items in motion.heldout_plan(whole).values() for i in items)
+  whole = {"S1": [motion_plan.PlanItem(clip, 0, infos[clip].num_frames + 10_000, motion.Variation())]}
+  assert all(i.clip != clip for items in motion_plan.heldout_plan(whole).values() for i in items)
 
 
 def test_actions_are_balanced_and_salsa_does_not_dominate():
   infos = {c.clip: c for c in motion_library.clips()}
-  plan = motion.default_plan()
+  plan = motion_plan.default_plan()
   for subject in vocab.SUBJECTS:
-    budget = (motion.TRAIN_FRAMES_PER_ACTION if subject in vocab.TRAIN_SUBJECTS
-              else motion.TEST_FRAMES_PER_ACTION)
+    budget = (motion_plan.TRAIN_FRAMES_PER_ACTION if subject in vocab.TRAIN_SUBJECTS
+              else motion_plan.TEST_FRAMES_PER_ACTION)
     frames = collections.Counter()
     for item in plan[subject]:
       frames[infos[item.clip].action] += item.stop - item.start
@@ -122,7 +123,7 @@ def test_actions_are_balanced_and_salsa_does_not_dominate():
       if infos[item.clip].action == "dancing":
         dancing[infos[item.clip].cmu_subject] += item.stop - item.start
   minutes = collections.Counter()
-  for c in motion.library_split()["train"]:
+  for c in motion_plan.library_split()["train"]:
     if c.action == "dancing":
       minutes[c.cmu_subject] += c.num_frames
   assert minutes["60"] / sum(minutes.values()) > 0.75
@@ -130,7 +131,7 @@ def test_actions_are_balanced_and_salsa_does_not_dominate():
 
 
 def test_test_sequences_are_placed_inside_the_cameras():
-  test = motion.synthetic_sequences(subjects=("S9",))
+  test = motion_plan.synthetic_sequences(subjects=("S9",))
   assert {s.action for s in test} <= set(vocab.LIBRARY_ACTIONS) and len(test) > 10
   grid = motion.allowed_root_grid("S9")
   for s in test:
@@ -149,10 +150,10 @@ def test_subjects_have_different_bodies():
 
 def test_bad_input(tmp_path):
   with pytest.raises(ValueError, match="S2"):
-    motion.synthetic_sequences(subjects=("S2",))
+    motion_plan.synthetic_sequences(subjects=("S2",))
   with pytest.raises(DatasetError, match="library.json"):
-    motion.synthetic_sequences(subjects=("S9",), library_dir=str(tmp_path))
+    motion_plan.synthetic_sequences(subjects=("S9",), library_dir=str(tmp_path))
   with pytest.raises(ValueError, match="fps=25"):
-    motion.synthetic_sequences(fps=25.0, subjects=("S9",))
+    motion_plan.synthetic_sequences(fps=25.0, subjects=("S9",))
   with pytest.raises(ValueError, match="99_99"):
     motion.clip_path("99_99")

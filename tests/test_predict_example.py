@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 
 from geopose_jax.data import motion
+from geopose_jax.data import motion_plan
 from geopose_jax.geometry import cameras
 from geopose_jax.keypoints import read_keypoints
 
@@ -38,9 +39,9 @@ def test_face_points_on_a_hand_made_head():
 def test_example_file_is_the_projected_held_out_clip():
   assert EXAMPLE.stat().st_size < 1_000_000
   seq, = read_keypoints(EXAMPLE)
-  clip = motion.subject_sequences("S9")[0]
+  clip = motion_plan.subject_sequences("S9")[0]
   # A clip of a CMU subject no training subject's motion comes from.
-  assert clip.sequence.split("_")[0] in motion.TEST_CMU_SUBJECTS
+  assert clip.sequence.split("_")[0] in motion_plan.TEST_CMU_SUBJECTS
   camera = cameras.load_h36m_cameras("S9")[0]
   cam = cameras.world_to_camera(np.asarray(clip.poses_world, np.float64), camera)
   pixels = np.asarray(cameras.project_distorted(cam, camera))

@@ -24,7 +24,7 @@ Record (decoded with tfds; N frames):
   centre in world mm, f (2,), c (2,), k (3,), p (2,), res (2,) = (width, height)}.
 Splits: train = S1, S5, S6, S7, S8; test = S9, S11 (a split without sequences is omitted);
 synthetic sources also have heldout = the training subjects on pieces of the training CMU
-subjects' clips that train does not contain (geopose_jax.data.motion.heldout_plan), to tell
+subjects' clips that train does not contain (geopose_jax.data.motion_plan.heldout_plan), to tell
 generalisation to new people from generalisation to new frames.
 """
 
@@ -224,22 +224,22 @@ class Builder(array_record_builder.ArrayRecordBuilder):
 
 def synthetic_pose_sequences() -> list[readers.PoseSequence]:
   """The bundled CMU motion of the synthetic subjects, world mm -> metres, 2D projected."""
-  from geopose_jax.data import motion  # the synthetic motion is only needed here
+  from geopose_jax.data import motion_plan  # the synthetic motion is only needed here
   return [readers.PoseSequence(
       subject=m.subject, sequence=m.sequence,
       pose_3d_world=np.asarray(m.poses_world, np.float32) / 1000.0, pose_2d_px=None,
       origin=f"geopose_jax.data.motion {m.subject} {m.sequence}", action=m.action)
-          for m in motion.synthetic_sequences(fps=SYNTHETIC_FPS)]
+          for m in motion_plan.synthetic_sequences(fps=SYNTHETIC_FPS)]
 
 
 def synthetic_heldout_sequences() -> list[readers.PoseSequence]:
-  """The training subjects' held-out motion (geopose_jax.data.motion.heldout_sequences)."""
-  from geopose_jax.data import motion  # pylint: disable=g-import-not-at-top
+  """The training subjects' held-out motion (geopose_jax.data.motion_plan.heldout_sequences)."""
+  from geopose_jax.data import motion_plan  # pylint: disable=g-import-not-at-top
   return [readers.PoseSequence(
       subject=m.subject, sequence=m.sequence,
       pose_3d_world=np.asarray(m.poses_world, np.float32) / 1000.0, pose_2d_px=None,
       origin=f"geopose_jax.data.motion held out {m.subject} {m.sequence}", action=m.action)
-          for m in motion.heldout_sequences(fps=SYNTHETIC_FPS)]
+          for m in motion_plan.heldout_sequences(fps=SYNTHETIC_FPS)]
 
 
 def _normalise(pixels: np.ndarray, camera: dict) -> np.ndarray:

@@ -28,6 +28,7 @@ from data_prep.synthetic_multiview import body
 from data_prep.synthetic_multiview import features as features_lib
 from data_prep.synthetic_multiview import render
 from geopose_jax.data import motion
+from geopose_jax.data import motion_plan
 from geopose_jax.data import vocab
 from geopose_jax.geometry import cameras as cameras_lib
 
@@ -51,7 +52,7 @@ def plan_frames(subjects: Sequence[str], frame_step: int = 5,
                 library_dir: str | None = None) -> list[FramePlan]:
   """The frames to render: every `frame_step`-th 50 fps frame of each subject's sequences.
 
-  The sequences are the action- and CMU-subject-balanced segments of motion.default_plan,
+  The sequences are the action- and CMU-subject-balanced segments of motion_plan.default_plan,
   so a large step samples frames across many clips rather than many frames of few.
 
   Args:
@@ -72,10 +73,10 @@ def plan_frames(subjects: Sequence[str], frame_step: int = 5,
     raise ValueError(f"frame_step must be >= 1, got {frame_step}")
   frames = []
   for subject in subjects:
-    plan = motion.default_plan()[subject]
+    plan = motion_plan.default_plan()[subject]
     if max_sequences_per_subject:
       plan = plan[:max_sequences_per_subject]
-    sequences = motion.subject_sequences(subject, fps=50.0, plan=plan,
+    sequences = motion_plan.subject_sequences(subject, fps=50.0, plan=plan,
                                          library_dir=library_dir)
     kept = []
     for seq in sequences:
