@@ -27,7 +27,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import lifter as lifter_config  # noqa: E402
-from geopose_jax.tasks import lifter as task_lib  # noqa: E402
+from geopose_jax import lifter_inference  # noqa: E402
 from geopose_jax.train import loop  # noqa: E402
 from geopose_jax.train import mesh as mesh_lib  # noqa: E402
 
@@ -73,7 +73,7 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
   step_s, step_cpu_s = _time(one_step, warmup, steps)
 
   lifter_state = holder["state"]["lifter"]
-  predict = jax.jit(lambda s, p: task_lib.predict(config, s, p))
+  predict = jax.jit(lambda s, p: lifter_inference.predict(config, s, p))
   inputs = jax.device_put(rng.normal(scale=0.2, size=(inference_batch_size, 17, 2)).astype(
       np.float32))
   infer_s, infer_cpu_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)),

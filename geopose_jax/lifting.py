@@ -84,3 +84,20 @@ def in_millimetres(lifted: jax.Array, body_scale_mm: float) -> jax.Array:
   """(B, J, 3) lifted pose (any scale) -> root-centred, mean joint-to-root distance
   `body_scale_mm`: the one body size a scale-free lifter is evaluated with."""
   return normalize_pose_3d(lifted) * body_scale_mm
+
+
+# What a training batch may carry besides the keys its objective reads: integer metadata.
+METADATA_KEYS = frozenset({"subject", "action", "camera", "sequence", "valid"})
+
+
+def check_batch_keys(batch: dict, needed: frozenset, what: str) -> None:
+  """Training batches carry the keys the objective reads, integer metadata, and nothing else.
+
+  This is what keeps 3D labels out of self-supervised training: a batch with any other key
+  (`pose_3d_cam`, `pose_3d`, ...) is refused.
+  """
+  keys = set(batch)
+  if not needed <= keys or keys - needed - METADATA_KEYS:
+    raise ValueError(f"{what} training batch must carry {sorted(needed)} (and optionally "
+                     f"{sorted(METADATA_KEYS)}), got {sorted(keys)}; the self-supervised "
+                     "lifter may not see 3D labels")

@@ -17,6 +17,8 @@ from geopose_jax import skeleton
 from geopose_jax.errors import ConfigError
 from geopose_jax.protocols import humaneva as humaneva_protocol
 from geopose_jax.protocols import mpi_inf_3dhp as mpi3dhp_protocol
+from geopose_jax import lifter_inference
+from geopose_jax import lifting
 from geopose_jax.tasks import lifter as lifter_task
 from geopose_jax.train import loop
 import fake_humaneva  # tests/ is on sys.path under pytest
@@ -107,8 +109,8 @@ def test_lifter_trained_on_h36m_scored_by_3dhp_and_humaneva(sources, tmp_path):
   for seq in seqs:
     written_seq = sources["written_3dhp"][seq.sequence]
     for f in range(len(seq.pose_2d)):
-      lifted = lifter_task.predict(cross, state["lifter"], seq.pose_2d[f:f + 1])
-      preds.append(np.asarray(lifter_task.in_millimetres(lifted, cross.eval.body_scale_mm))[0])
+      lifted = lifter_inference.predict(cross, state["lifter"], seq.pose_2d[f:f + 1])
+      preds.append(np.asarray(lifting.in_millimetres(lifted, cross.eval.body_scale_mm))[0])
       truths.append(written_seq["pose_3d"][f])
       names.append(seq.sequence)
       activities.append(written_seq["activity"][f])

@@ -6,8 +6,6 @@ import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "geopose_jax"
-# A task may import another only when it is built on it: the domain adapter adapts a lifter.
-ALLOWED_TASK_IMPORTS = {("lifter_adapter", "lifter")}
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -50,7 +48,7 @@ def test_tasks_import_no_other_task():
     for imported in imports_of(path):
       if imported.startswith("geopose_jax.tasks."):
         other = imported.split(".")[2]
-        if other != task and (task, other) not in ALLOWED_TASK_IMPORTS:
+        if other != task:
           offenders.append(f"{task} imports {other}")
   assert not offenders, offenders
 

@@ -264,7 +264,7 @@ def test_training_pipeline_carries_no_3d(npz_config):
   assert {"pose_2d", "pose_2d_next"} <= set(batch)
   assert not any("3d" in key for key in batch)
   assert not any(np.ndim(v) >= 2 and np.shape(v)[-1] == 3 for v in batch.values())
-  task_lib.check_batch_keys(batch, task_lib.UNSUPERVISED_KEYS, "self-supervised")
+  lifting.check_batch_keys(batch, task_lib.UNSUPERVISED_KEYS, "self-supervised")
 
 
 def test_train_then_eval_writes_the_tables_and_pictures(npz_config, tmp_path):

@@ -15,7 +15,7 @@ from geopose_jax import evaluation
 from geopose_jax.errors import ConfigError, InputError
 from geopose_jax.geometry import cameras
 from geopose_jax.data import poses as poses_data
-from geopose_jax.tasks import lifter as lifter_task
+from geopose_jax import lifter_inference
 from geopose_jax.train import loop
 from geopose_jax.train import prediction
 
@@ -178,7 +178,7 @@ def test_predicting_the_test_split_gives_the_eval_metrics(task, lifter_run, rie_
   path = _split_as_keypoint_file(config, tmp_path / "split.npz")
   written = _predict(config, workdir, path, tmp_path / "out", video=False, gif=False)
   folders = [written[f"seq{s}"] for s in range(len(written))]
-  convention = (lifter_task.EVAL_CONVENTION if task == "lifter"
+  convention = (lifter_inference.EVAL_CONVENTION if task == "lifter"
                 else evaluation.Convention(root="target"))
   got = _metrics_of_predictions(config, folders, convention, rie=task == "rie")
   keys = ["mpjpe", "n_mpjpe", "pa_mpjpe", "pck", "auc"] + (

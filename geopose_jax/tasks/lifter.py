@@ -36,18 +36,14 @@ Where this differs from the paper's description, and why:
 reference); its pipeline then carries `pose_3d_cam`. The 2D domain adapter in front of a
 trained lifter is its own task (tasks/lifter_adapter.py, `configs/lifter.py:adapter`).
 
-Evaluation (geopose_jax.evaluation): the lifter cannot observe scale, so its pose is brought
-to millimetres with one fixed body size (`eval.body_scale_mm`, the mean joint-to-root
-distance of an adult skeleton): `mpjpe` is the plain root-centred error under that
-assumption, `n_mpjpe` the error after the per-frame least-squares scale (VideoPose3D's
-N-MPJPE), `pa_mpjpe` after a similarity Procrustes fit (the primary metric of Chen et al.),
-and `constant_depth_*` the same for the flat lift every lifter must beat.
+Evaluation and prediction (the lifter applied in mm with one body size) live in
+geopose_jax/lifter_inference.py, shared with the domain adapter.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,10 +51,9 @@ import ml_collections
 import numpy as np
 
 from geopose_jax import adversarial
-from geopose_jax import evaluation
-from geopose_jax import keypoints
-from geopose_jax.lifting import consistency_losses, constant_depth_lift, cycle
-from geopose_jax.lifting import in_millimetres, normalize_pose_3d
+from geopose_jax import lifter_inference
+from geopose_jax.lifting import check_batch_keys, consistency_losses
+from geopose_jax.lifting import cycle, normalize_pose_3d
 from geopose_jax import protocol_eval
 from geopose_jax import skeleton
 from geopose_jax.data import poses as poses_data
@@ -68,30 +63,22 @@ from geopose_jax.models import discriminators
 from geopose_jax.models import lifter as lifter_lib
 from geopose_jax.train import init_from as init_from_lib
 from geopose_jax.train import optim
-from geopose_jax.train import prediction
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 from geopose_jax.viz import lifter as lifter_viz
 
 PyTree = Any
 
-# What a training batch may carry. Anything else (a 3D key above all) stops the step.
-METADATA_KEYS = frozenset({"subject", "action", "camera", "sequence", "valid"})
+# What a training batch may carry (with lifting.METADATA_KEYS); anything else stops the step.
 UNSUPERVISED_KEYS = frozenset({"pose_2d", "pose_2d_next"})
 SUPERVISED_KEYS = frozenset({"pose_2d", "pose_3d_cam"})
 
 
 # --------------------------------------------------------------------------- models and state
-def make_lifter(model: ml_collections.ConfigDict) -> lifter_lib.Lifter:
-  """The lifter of `config.model` (a run saved before `num_joints` existed has 17)."""
-  return lifter_lib.Lifter(model.features, model.num_blocks, model.dropout, model.depth_offset,
-                           num_joints=int(model.get("num_joints", lifter_lib.NUM_JOINTS)))
-
-
 def make_models(config: ml_collections.ConfigDict):
   """The lifter and the two discriminators of the config."""
   d = config.disc
-  lifter = make_lifter(config.model)
+  lifter = lifter_inference.make_lifter(config.model)
   pose_disc = discriminators.PoseDiscriminator(d.features, d.num_blocks, d.dropout)
   temporal_disc = discriminators.TemporalDiscriminator(d.features, d.num_blocks, d.dropout)
   return lifter, pose_disc, temporal_disc
@@ -116,19 +103,6 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, T
       state[name] = TrainState.create(
           params, optim.make_optimizer(config.disc_optim, params, key="disc_optim"))
   return state
-
-
-def check_batch_keys(batch: dict, needed: frozenset, what: str) -> None:
-  """Training batches carry the keys the objective reads, integer metadata, and nothing else.
-
-  This is what keeps 3D labels out of self-supervised training: a batch with any other key
-  (`pose_3d_cam`, `pose_3d`, ...) is refused.
-  """
-  keys = set(batch)
-  if not needed <= keys or keys - needed - METADATA_KEYS:
-    raise ValueError(f"{what} training batch must carry {sorted(needed)} (and optionally "
-                     f"{sorted(METADATA_KEYS)}), got {sorted(keys)}; the self-supervised "
-                     "lifter may not see 3D labels")
 
 
 # --------------------------------------------------------------------------- train steps
@@ -297,99 +271,6 @@ def supervised_train_step(state, batch, rng, *, lifter, depth_offset: float):
   return {"lifter": ls.apply_gradients(grads, batch_stats=new_stats)}, {"loss": loss}
 
 
-def predict(config: ml_collections.ConfigDict, lifter_state: TrainState,
-            pose_2d: jax.Array) -> jax.Array:
-  """(B, J, 2) normalised screen coordinates -> (B, J, 3) lifted pose in lifter units."""
-  lifter = make_lifter(config.model)
-  x = lifter_lib.normalize_pose_2d(pose_2d, config.model.depth_offset)
-  return lifter.apply({"params": lifter_state.params, "batch_stats": lifter_state.batch_stats},
-                      x, train=False)
-
-
-# --------------------------------------------------------------------------- evaluation
-EVAL_CONVENTION = evaluation.Convention(
-    root="both", notes=("the lifter's scale is unobservable: its pose is brought to mm with "
-                        "one body size, eval.body_scale_mm (mean joint-to-root distance); "
-                        "n_mpjpe and pa_mpjpe do not depend on it",))
-
-
-def evaluate_on_protocol(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
-                         state, target: protocol_eval.EvalTarget) -> dict:
-  """The lifter through a dataset's own protocol (protocol_eval), in mm with one body size."""
-  scale = float(config.eval.body_scale_mm)
-
-  def predict_mm(pose_2d):
-    return np.asarray(in_millimetres(predict_jit(state["lifter"], pose_2d), scale))
-
-  return protocol_eval.evaluate(
-      target, predict_mm, runtime, num_joints=make_lifter(config.model).num_joints,
-      batch_size=int(config.eval.batch_size), notes=EVAL_CONVENTION.notes,
-      progress=bool(config.train.progress_bar))
-
-
-def evaluate_lifter(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
-                    state, split: str, data_config: ml_collections.ConfigDict | None = None,
-                    adapt: Callable[[jax.Array], jax.Array] | None = None) -> dict:
-  """The evaluator over the split's labelled frames; `adapt` maps 2D before lifting (the
-  domain adapter), and then the unadapted lift is reported as `unadapted_*`."""
-  data_config = data_config or config.data
-  table = poses_data.load_poses(data_config, split)
-  loader = poses_data.labelled_frames(
-      data_config, split=split, global_batch_size=config.eval.batch_size,
-      process_index=runtime.process_index, process_count=runtime.process_count)
-  scale, c = float(config.eval.body_scale_mm), config.model.depth_offset
-
-  def predict_fn(batch):
-    pose_2d = jnp.asarray(runtime.gather_local(batch["pose_2d"]))
-    lifted = adapt(pose_2d) if adapt is not None else pose_2d
-    out = {"pose_3d": in_millimetres(predict_jit(state["lifter"], lifted), scale),
-           "constant_depth": in_millimetres(constant_depth_lift(pose_2d, c), scale)}
-    if adapt is not None:
-      out["unadapted"] = in_millimetres(predict_jit(state["lifter"], pose_2d), scale)
-    return out
-
-  extra = ("constant_depth",) + (("unadapted",) if adapt is not None else ())
-  return evaluation.evaluate_frames(
-      predict_fn, loader, runtime, info=evaluation.SequenceInfo.from_names(table.names), convention=EVAL_CONVENTION,
-      max_examples=int(config.eval.max_examples), extra_poses=extra,
-      progress=bool(config.train.progress_bar), desc=f"eval {split}")
-
-
-# --------------------------------------------------------------------------- prediction
-def predict_metadata(config: ml_collections.ConfigDict, adapted: bool = False) -> dict:
-  """What poses_3d.json says about the lifter's poses."""
-  return {
-      "model": "domain adapter, then the self-supervised lifter" if adapted else (
-          "lifter trained from 3D labels" if config.supervised else
-          "self-supervised lifter (Chen et al. 2019)"),
-      "root": "root-relative: the pelvis (joint 0) is at the origin of the camera frame in "
-              "every frame; the lifter does not estimate where the person is",
-      "scale": f"unobservable from 2D: each frame is scaled so that its mean joint-to-pelvis "
-               f"distance is eval.body_scale_mm = {float(config.eval.body_scale_mm):g} mm",
-  }
-
-
-def predict_keypoints(config: ml_collections.ConfigDict, runtime: Runtime, predict_jit,
-                      state, sequence, adapt: Callable[[jax.Array], jax.Array] | None = None
-                      ) -> dict[str, np.ndarray]:
-  """A user's keypoint sequence -> {'pose_3d_mm': (N, 17, 3)}, lifted frame by frame in
-  batches of `eval.batch_size`, in mm as the evaluation measures it (`in_millimetres`)."""
-  pose_2d = keypoints.normalized_pose_2d(sequence)
-  scale = float(config.eval.body_scale_mm)
-
-  def lift(batch):
-    x = jnp.asarray(batch)
-    x = adapt(x) if adapt is not None else x
-    return np.asarray(in_millimetres(predict_jit(state["lifter"], x), scale))
-
-  poses = prediction.predict_in_chunks(
-      lift, len(pose_2d), lambda frames: pose_2d[frames],
-      batch_size=int(config.eval.batch_size), num_devices=1,
-      progress=bool(config.train.progress_bar) and runtime.process_index == 0,
-      desc=f"lift {sequence.name}")
-  return {"pose_3d_mm": poses}
-
-
 # --------------------------------------------------------------------------- the task
 def check_config(config: ml_collections.ConfigDict) -> None:
   if config.loss.gan not in adversarial.GAN_KINDS:
@@ -426,16 +307,16 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   source = init_from_lib.resolve(config.init_from, task="lifter", runs=("lifter",))
   check_config(config)
   runtime.local_batch_size(config.train.batch_size)
-  num_joints = make_lifter(config.model).num_joints
+  num_joints = lifter_inference.make_lifter(config.model).num_joints
   protocol_eval.check_model_joints(config.eval, config.data.name, num_joints)
   own_split = protocol_eval.default_split(config.data.name)
   targets = protocol_eval.eval_targets(config, (own_split,))
-  predict_jit = jax.jit(functools.partial(predict, config))
+  predict_jit = jax.jit(functools.partial(lifter_inference.predict, config))
 
   def evaluate(state, split):
     if targets[split] is not None:
-      return evaluate_on_protocol(config, runtime, predict_jit, state, targets[split])
-    return evaluate_lifter(config, runtime, predict_jit, state, split)
+      return lifter_inference.evaluate_on_protocol(config, runtime, predict_jit, state, targets[split])
+    return lifter_inference.evaluate_lifter(config, runtime, predict_jit, state, split)
 
   def visualize(state, out_dir, step):
     del step
@@ -466,5 +347,5 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
               eval_splits=tuple(targets),
               visualize=None if config.eval.dataset else visualize,   # own data only
               init_from=start_from if source is not None else None,
-              predict=functools.partial(predict_keypoints, config, runtime, predict_jit),
-              predict_metadata=predict_metadata(config))
+              predict=functools.partial(lifter_inference.predict_keypoints, config, runtime, predict_jit),
+              predict_metadata=lifter_inference.predict_metadata(config))

@@ -22,11 +22,12 @@ import ml_collections
 import optax
 
 from geopose_jax import adversarial
+from geopose_jax import lifter_inference
 from geopose_jax.data import poses as poses_data
+from geopose_jax.lifting import check_batch_keys
 from geopose_jax.errors import InputError
 from geopose_jax.models import discriminators
 from geopose_jax.models import lifter as lifter_lib
-from geopose_jax.tasks import lifter
 from geopose_jax.train import init_from as init_from_lib
 from geopose_jax.train import optim
 from geopose_jax.train.state import TrainState
@@ -46,7 +47,7 @@ def init_adapter_state(config: ml_collections.ConfigDict, rng: jax.Array
                        ) -> dict[str, TrainState]:
   """{'adapter', 'adapter_disc'} train states ('lifter' is added by the init-from step)."""
   adapter, disc = make_models(config)
-  dummy = jnp.zeros((2, lifter.make_lifter(config.model).num_joints, 2), jnp.float32)
+  dummy = jnp.zeros((2, lifter_inference.make_lifter(config.model).num_joints, 2), jnp.float32)
   k_a, k_d = jax.random.split(rng)
   a_params = adapter.init(k_a, dummy)["params"]
   d_params = disc.init(k_d, dummy)["params"]
@@ -58,7 +59,7 @@ def init_adapter_state(config: ml_collections.ConfigDict, rng: jax.Array
 def init_state(config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
   """The adapter's states and a placeholder for the frozen lifter (filled by init_from)."""
   state = init_adapter_state(config, rng)
-  lifter_model = lifter.make_lifter(config.model)
+  lifter_model = lifter_inference.make_lifter(config.model)
   variables = lifter_model.init(jax.random.key(0), jnp.zeros((2, lifter_model.num_joints, 2)),
                                 train=False)
   state["lifter"] = TrainState.create(variables["params"], optax.set_to_zero(),
@@ -76,7 +77,7 @@ def adapter_train_step(state, batch, rng, *, models, depth_offset: float, gan: s
   ||A(x) - x||^2 (body units), which keeps A from inventing poses unrelated to its input.
   The lifter is not touched.
   """
-  lifter.check_batch_keys(batch, ADAPTER_KEYS, "adapter")
+  check_batch_keys(batch, ADAPTER_KEYS, "adapter")
   adapter, disc = models
   c = depth_offset
   target = c * lifter_lib.normalize_pose_2d(batch["pose_2d"], c)
@@ -193,11 +194,11 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
     source_frames = poses_data.lifter_frames(source_data, seed=config.seed + 1, **kwargs)
     return PairedIterator(target, source_frames)
 
-  predict_jit = jax.jit(functools.partial(lifter.predict, config))
+  predict_jit = jax.jit(functools.partial(lifter_inference.predict, config))
   adapt_jit = jax.jit(functools.partial(adapt, config))
 
   def evaluate(state, split):
-    return lifter.evaluate_lifter(config, runtime, predict_jit, state, split,
+    return lifter_inference.evaluate_lifter(config, runtime, predict_jit, state, split,
                                   data_config=source_data,
                                   adapt=lambda x: adapt_jit(state["adapter"], x))
 
@@ -216,11 +217,11 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
                            depth_offset=config.model.depth_offset, gan=config.loss.gan,
                            gp=float(config.loss.gp), identity=float(config.adapter.identity))
   def predict(state, sequence):
-    return lifter.predict_keypoints(config, runtime, predict_jit, state, sequence,
+    return lifter_inference.predict_keypoints(config, runtime, predict_jit, state, sequence,
                                     adapt=lambda x: adapt_jit(state["adapter"], x))
 
   return Task(init=functools.partial(init_state, config), train_step=step,
               train_data=make_data, evaluate=evaluate, eval_splits=("test",),
               init_from=start_from, predict=predict,
-              predict_metadata=lifter.predict_metadata(config, adapted=True),
+              predict_metadata=lifter_inference.predict_metadata(config, adapted=True),
               predict_from_init_from=False)   # init_from gives the lifter, not the adapter
