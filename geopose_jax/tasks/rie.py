@@ -51,9 +51,9 @@ import ml_collections
 import numpy as np
 
 from geopose_jax import evaluation
-from geopose_jax import keypoints
 from geopose_jax import protocol_eval
 from geopose_jax import skeleton
+from geopose_jax import temporal_inference
 from geopose_jax.convert import rie as convert_lib
 from geopose_jax.data import poses as poses_data
 from geopose_jax.data import windows as windows_lib
@@ -62,7 +62,6 @@ from geopose_jax.models import rie as rie_lib
 from geopose_jax.models import tcn as tcn_lib
 from geopose_jax.train import init_from as init_from_lib
 from geopose_jax.train import optim
-from geopose_jax.train import prediction
 from geopose_jax.train.state import TrainState
 from geopose_jax.train.task import Runtime, Task
 
@@ -272,56 +271,6 @@ def start_from(state: TrainState, *, source: init_from_lib.Source,
                              only=(f"params/({modules})/.*", f"batch_stats/({modules})/.*"))
 
 
-# --------------------------------------------------------------------------- data
-def sequences_of(table: poses_data.PoseTable) -> list[evaluation.Sequence2D]:
-  """Every sequence of a pose table: normalised 2D and root-relative 3D (metres)."""
-  out = []
-  for s in range(len(table.names)):
-    frames = slice(table.start[s], table.start[s] + table.length[s])
-    pose_3d = table.pose_3d_cam[frames]
-    out.append(evaluation.Sequence2D(pose_2d=table.pose_2d[frames],
-                                     pose_3d=pose_3d - pose_3d[:, :1], code=s))
-  return out
-
-
-def find_sequence(table: poses_data.PoseTable, subject: str, action: str,
-                  camera: int) -> int:
-  """The index of the (first) sequence with this subject, action and camera index."""
-  for s, (seq_subject, seq_action, _, _) in enumerate(table.names):
-    if seq_subject == subject and seq_action == action and int(table.camera[s]) == camera:
-      return s
-  have = sorted({(n[0], n[1]) for n in table.names})
-  raise ValueError(f"no sequence of subject {subject!r}, action {action!r}, camera "
-                   f"{camera}; set --config.viz.subject/action/camera to one of {have}")
-
-
-def make_predict_windows(model, runtime: Runtime, test_time_flip: bool,
-                         joints: int = rie_lib.NUM_JOINTS):
-  """(variables, (B, T, J, 2) numpy windows, B a multiple of the device count) ->
-  (B, J, 3) numpy predictions, flip-averaged (in the layout of J joints) if asked."""
-  flip = functools.partial(skeleton.flip_pose, permutation=skeleton.flip_permutation(joints))
-
-  def predict(variables, pose_2d):
-    plain = lambda x: model.apply(variables, x, train=False)[:, 0]  # noqa: E731
-    if test_time_flip:
-      return evaluation.flip_average(plain, flip, flip)(pose_2d)
-    return plain(pose_2d)
-
-  with runtime.mesh:
-    jitted = jax.jit(predict, in_shardings=(runtime.replicated, runtime.data_sharding),
-                     out_shardings=runtime.replicated)
-
-  def run(variables, windows: np.ndarray) -> np.ndarray:
-    local = len(windows) // runtime.process_count
-    mine = windows[runtime.process_index * local:(runtime.process_index + 1) * local]
-    x = jax.make_array_from_process_local_data(runtime.data_sharding,
-                                               np.asarray(mine, np.float32))
-    with runtime.mesh:
-      return np.asarray(jax.device_get(jitted(variables, x)))
-
-  return run
-
-
 # --------------------------------------------------------------------------- prediction
 def predict_metadata(config: ml_collections.ConfigDict) -> dict:
   """What poses_3d.json says about RIE's (or the TCN's) poses."""
@@ -337,18 +286,6 @@ def predict_metadata(config: ml_collections.ConfigDict) -> dict:
               "the evaluation); the model does not estimate where the person is",
       "scale": "metric, as trained (metres, written in mm)",
   }
-
-
-def predict_keypoints(sequence, *, predict_windows, make_windows, runtime: Runtime,
-                      batch_size: int, progress: bool) -> dict[str, np.ndarray]:
-  """A user's keypoint sequence -> {'pose_3d_mm': (N, 17, 3)}: one window per frame, made
-  `batch_size` at a time (memory does not grow with the sequence beyond its arrays)."""
-  pose_2d = keypoints.normalized_pose_2d(sequence)
-  poses = prediction.predict_in_chunks(
-      predict_windows, len(pose_2d), lambda frames: make_windows(pose_2d, frames),
-      batch_size=batch_size, num_devices=runtime.mesh.devices.size,
-      progress=progress and runtime.process_index == 0, desc=f"lift {sequence.name}")
-  return {"pose_3d_mm": 1000.0 * poses}
 
 
 # --------------------------------------------------------------------------- the task
@@ -383,7 +320,7 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   joints = num_joints(config)
   protocol_eval.check_model_joints(config.eval, config.data.name, joints)
   targets = protocol_eval.eval_targets(config, tuple(config.eval.splits))
-  predict_windows = make_predict_windows(model, runtime, bool(config.eval.test_time_flip), joints)
+  predict_windows = temporal_inference.make_predict_windows(model, runtime, bool(config.eval.test_time_flip), joints)
   make_windows = functools.partial(windows_lib.sequence_windows, receptive_field=field,
                                    causal=causal)
 
@@ -401,7 +338,7 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
           make_windows=make_windows, progress=bool(config.train.progress_bar))
     table = poses_data.load_poses(config.data, split)
     return evaluation.evaluate_sequences(
-        lambda windows: predict_windows(variables, windows), sequences_of(table), runtime,
+        lambda windows: predict_windows(variables, windows), temporal_inference.sequences_of(table), runtime,
         info=evaluation.SequenceInfo.from_names(table.names), make_windows=make_windows,
         batch_size=int(config.eval.batch_size), frame_stride=int(config.eval.frame_stride),
         convention=evaluation.Convention(root="target"), scale=1000.0,
@@ -411,12 +348,12 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
     from geopose_jax.viz import rie as rie_viz  # pylint: disable=g-import-not-at-top
     table = poses_data.load_poses(config.data, config.viz.split)
     try:
-      s = find_sequence(table, config.viz.subject, config.viz.action, config.viz.camera)
+      s = temporal_inference.find_sequence(table, config.viz.subject, config.viz.action, config.viz.camera)
     except ValueError as e:
       logging.warning("rie: no picture drawn: %s", e)
       print(f"rie: no picture drawn: {e}", flush=True)
       return {}
-    seq = sequences_of(table)[s]
+    seq = temporal_inference.sequences_of(table)[s]
     frames = np.arange(0, len(seq.pose_2d), max(1, int(config.viz.downsample)))
     frames = frames[:config.viz.max_frames] if config.viz.max_frames > 0 else frames
     windows = make_windows(seq.pose_2d, frames)
@@ -442,7 +379,7 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
 
   def predict(state, sequence):
     variables = variables_of(state)
-    return predict_keypoints(
+    return temporal_inference.predict_keypoints(
         sequence, predict_windows=lambda windows: predict_windows(variables, windows),
         make_windows=make_windows, runtime=runtime, batch_size=int(config.eval.batch_size),
         progress=bool(config.train.progress_bar))
