@@ -10,6 +10,7 @@ import pytest
 from configs import nvs as nvs_config
 from geopose_jax.models import nvs
 from geopose_jax.models import pose_head
+from geopose_jax.models import resize
 from geopose_jax.train import optim
 from fake_poses import small_nvs_model  # tests/ is on sys.path under pytest
 
@@ -87,14 +88,14 @@ def test_align_corners_worked_example():
       [1 + 2 * third, 2, 2 + third, 3 - third],
       [3 - 2 * third, 3 - third, 3, 3 + third],
       [3, 3 + third, 4 - third, 4]])
-  np.testing.assert_allclose(nvs.upsample2x_align_corners(x)[0, ..., 0], expected, atol=1e-6)
+  np.testing.assert_allclose(resize.upsample2x_align_corners(x)[0, ..., 0], expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("size_in,size_out",
                          [((3, 5), (6, 10)), ((4, 3), (7, 5)), ((1, 2), (2, 4))])
 def test_align_corners_resize_matches_direct_formula(size_in, size_out):
   x = np.random.default_rng(1).standard_normal((2, *size_in, 3)).astype(np.float32)
-  got = np.asarray(nvs.resize_bilinear_align_corners(x, *size_out))
+  got = np.asarray(resize.resize_bilinear_align_corners(x, *size_out))
   np.testing.assert_allclose(got, np_resize_align_corners(x, *size_out), atol=1e-5)
   if size_in[0] > 1:
     np.testing.assert_allclose(got[:, [0, -1]][:, :, [0, -1]], x[:, [0, -1]][:, :, [0, -1]],
@@ -105,15 +106,15 @@ def test_align_corners_resize_gradient_is_the_adjoint():
   rng = np.random.default_rng(5)
   x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
   g = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
-  grad = jax.grad(lambda x: (nvs.resize_bilinear_align_corners(x, 9, 8) * g).sum())(x)
-  rows, cols = nvs.align_corners_matrix(5, 9), nvs.align_corners_matrix(4, 8)
+  grad = jax.grad(lambda x: (resize.resize_bilinear_align_corners(x, 9, 8) * g).sum())(x)
+  rows, cols = resize.align_corners_matrix(5, 9), resize.align_corners_matrix(4, 8)
   expected = np.einsum("Hh,Ww,bHWc->bhwc", rows, cols, g)
   np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_align_corners_differs_from_half_pixel_resize():
   x = np.random.default_rng(2).standard_normal((1, 4, 4, 2)).astype(np.float32)
-  ours = nvs.upsample2x_align_corners(x)
+  ours = resize.upsample2x_align_corners(x)
   half_pixel = jax.image.resize(x, (1, 8, 8, 2), "bilinear")
   assert np.abs(np.asarray(ours) - np.asarray(half_pixel)).max() > 1e-2
 
