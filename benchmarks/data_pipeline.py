@@ -24,11 +24,11 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import ml_collections  # noqa: E402
 
 from configs import common  # noqa: E402
 import data_prep  # noqa: E402,F401  (registers the dataset builders)
 from geopose_jax.data import multiview  # noqa: E402
+from geopose_jax.data import options as data_options  # noqa: E402
 from geopose_jax.data import poses  # noqa: E402
 from geopose_jax.data import windows  # noqa: E402
 
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
   loader_fn, default_name = LOADERS[args.loader]
   results = []
   for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
-    data_config = ml_collections.ConfigDict(dict(
+    data_config = data_options.data_config(
         name=args.name or default_name, data_dir=args.data_dir, num_workers=workers,
-        prefetch=args.prefetch))
+        prefetch=args.prefetch)
     kwargs = {}
     if args.loader == "temporal_windows":
       kwargs = {"receptive_field": args.receptive_field, "flip": bool(args.flip)}

@@ -9,6 +9,8 @@ import os
 
 import ml_collections
 
+from geopose_jax.data import options as data_options
+
 
 def default_data_dir() -> str:
   """Where datasets are built and read: $GEOPOSE_DATA_DIR, else the user's data folder."""
@@ -37,11 +39,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.train.viz_every = 0            # 0: draw only at the end
   config.train.progress_bar = True
 
-  config.data = ml_collections.ConfigDict()
-  config.data.data_dir = default_data_dir()
-  config.data.num_workers = 0           # Grain worker processes (0: decode in the main process)
-  config.data.prefetch = 2              # batches each worker keeps ready
-  config.data.read_threads = 4          # threads decoding records ahead of batching, per process
+  # The keys every loader reads (geopose_jax/data/options.py says what each means); the
+  # task sets `name` and adds its own.
+  config.data = data_options.data_config(data_dir=default_data_dir())
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 64

@@ -44,6 +44,7 @@ import numpy as np
 from geopose_jax import evaluation
 from geopose_jax import skeleton
 from geopose_jax.data import eval_sequences
+from geopose_jax.data import options as data_options
 from geopose_jax.data import sources
 from geopose_jax.errors import ConfigError, DatasetError
 from geopose_jax.protocols import humaneva as humaneva_protocol
@@ -130,11 +131,10 @@ def eval_targets(config: ml_collections.ConfigDict, own_splits: Sequence[str]
             for split in own_splits}
   dataset = str(e.dataset)
   split = str(e.split) or default_split(dataset)
-  data_config = ml_collections.ConfigDict({
-      "name": dataset, "builder_config": str(e.builder_config),
-      "data_dir": str(e.data_dir) or str(config.data.data_dir),
-      "manual_dir": str(e.manual_dir),
-      "num_workers": 0, "prefetch": 2})
+  data_config = data_options.data_config(
+      name=dataset, builder_config=str(e.builder_config),
+      data_dir=str(e.data_dir) or str(config.data.data_dir), manual_dir=str(e.manual_dir),
+      read_threads=int(config.data.read_threads))
   return {f"{dataset}_{split}": EvalTarget(dataset, split, data_config, grouping, annotation,
                                            f"{dataset}_{split}")}
 

@@ -55,9 +55,8 @@ def _multiview_tables(config, splits):
 
   reader, index = multiview.open_multiview(config.data, "train")
   train_all, _ = views(reader, index, np.arange(len(index)))
-  labelled = multiview.label_subset(index, tuple(config.data.get("label_subjects", ()) or ()),
-                                    float(config.data.get("label_fraction", 1.0)),
-                                    int(config.data.get("label_seed", 0)))
+  labels = multiview.Labels.from_config(config.data)
+  labelled = multiview.label_subset(index, labels.subjects, labels.fraction, labels.seed)
   train_labelled, _ = views(reader, index, labelled)
   out = {}
   for split in splits:

@@ -7,6 +7,7 @@ import pytest
 import fake_poses  # tests/ is on sys.path under pytest
 from data_prep import build
 from geopose_jax.data import integrity
+from geopose_jax.data import options as data_options
 from geopose_jax.errors import DatasetError, InputError
 
 
@@ -82,12 +83,11 @@ def test_failed_build_leaves_existing_datasets_alone(tmp_path, npz_pair):
 
 
 def test_training_data_path_refuses_a_damaged_dataset(tmp_path, npz_pair):
-  import ml_collections  # pylint: disable=g-import-not-at-top
   from geopose_jax.data import sources  # pylint: disable=g-import-not-at-top
   folder = pathlib.Path(_build(tmp_path, npz_pair).data_dir)
   (folder / "dataset_info.json").unlink()
   path_3d, path_2d = npz_pair
-  data = ml_collections.ConfigDict({"name": "h36m_poses", "data_dir": str(tmp_path),
-                                    "npz_3d": str(path_3d), "npz_2d": str(path_2d)})
+  data = data_options.data_config(name="h36m_poses", data_dir=str(tmp_path),
+                                  npz_3d=str(path_3d), npz_2d=str(path_2d))
   with pytest.raises(DatasetError, match="dataset_info.json is missing"):
     sources.open_dataset(data)  # used to say "no split 'train'" much later

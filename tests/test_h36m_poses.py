@@ -8,6 +8,7 @@ from data_prep import h36m_poses
 from data_prep.h36m_poses import detector_noise
 from data_prep.h36m_poses import h36m_poses_dataset_builder as builder_lib
 from data_prep.h36m_poses import readers
+from geopose_jax.data import options as data_options
 from geopose_jax.geometry import cameras as cameras_lib
 from geopose_jax.skeleton import H36M_32_TO_17
 import fake_poses  # tests/ is on sys.path under pytest
@@ -227,16 +228,14 @@ def test_registered_npz_config_reads_the_manual_folder(tmp_path):
 def test_free_sequence_names_build_and_load(tmp_path):
   """Any sequence name builds; Human3.6M names are canonicalised, others are their own
   action; the loaders' codes index the table's own vocabularies."""
-  import ml_collections
   from geopose_jax.data import poses as poses_lib
   from geopose_jax.data import windows
   sequences = {"S1": {"Dance": 5, "Walking 1": 4, "my clip_2": 3}, "S9": {"Dance": 4}}
   path_3d, path_2d = fake_poses.write_videopose3d_npz(tmp_path / "in", sequences)
   h36m_poses.ensure_built("h36m_poses", tmp_path / "data", npz_3d=str(path_3d),
                           npz_2d=str(path_2d))
-  config = ml_collections.ConfigDict({
-      "name": "h36m_poses", "data_dir": str(tmp_path / "data"), "npz_3d": str(path_3d),
-      "npz_2d": str(path_2d), "num_workers": 0})
+  config = data_options.data_config(name="h36m_poses", data_dir=str(tmp_path / "data"),
+                                    npz_3d=str(path_3d), npz_2d=str(path_2d))
   table = poses_lib.load_poses(config, "train")
   assert table.action_names == ("Walking", "Dance", "my clip_2")  # canonical first
   assert table.subject_names == ("S1",)

@@ -10,6 +10,7 @@ import pytest
 from geopose_jax import skeleton
 from geopose_jax.data import batching
 from geopose_jax.data import multiview
+from geopose_jax.data import options as data_options
 from geopose_jax.data import poses
 from geopose_jax.data import vocab
 from geopose_jax.data import windows
@@ -24,17 +25,15 @@ POSE_SEQUENCES = {"S1": {"Walking 1": 7, "Eating": 5}, "S5": {"Photo 2": 6},
 def multiview_config(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("multiview")
   name = fake_poses.build_fake_multiview(data_dir)
-  return ml_collections.ConfigDict(dict(name=name, data_dir=str(data_dir), num_workers=0,
-                                        prefetch=2))
+  return data_options.data_config(name=name, data_dir=str(data_dir))
 
 
 @pytest.fixture(scope="module")
 def poses_config(tmp_path_factory):
   folder = tmp_path_factory.mktemp("poses")
   path_3d, path_2d = fake_poses.write_videopose3d_npz(folder / "in", POSE_SEQUENCES)
-  return ml_collections.ConfigDict(dict(
-      name="h36m_poses", builder_config="", data_dir=str(folder / "data"), num_workers=0,
-      prefetch=2, npz_3d=str(path_3d), npz_2d=str(path_2d)))
+  return data_options.data_config(name="h36m_poses", data_dir=str(folder / "data"),
+                                  npz_3d=str(path_3d), npz_2d=str(path_2d))
 
 
 def _train_frames():
@@ -100,24 +99,23 @@ def test_label_subset_by_subject_and_fraction(multiview_config):
   all_records = sum(n for *_, n in frames)
 
   def views(**options):
-    config = multiview_config.copy_and_resolve_references()
-    config.update(options)
-    loader = multiview.single_views(config, split="train", global_batch_size=4,
-                                    shuffle=False, num_epochs=1)
+    labels = multiview.Labels(**options)
+    loader = multiview.single_views(multiview_config, split="train", global_batch_size=4,
+                                    shuffle=False, num_epochs=1, labels=labels)
     return _valid_items(loader, lambda b, i: (int(b["subject"][i]), int(b["frame"][i]),
                                               int(b["camera"][i]),
                                               int(b["image"][i, 0, 0, 2])))
 
-  by_subject = views(label_subjects=("S1",))
+  by_subject = views(subjects=("S1",))
   assert len(by_subject) == 4 * s1_records and len(set(by_subject)) == len(by_subject)
   _, index = multiview.open_multiview(multiview_config, "train")
   assert {s for s, *_ in by_subject} == {index.subject_names.index("S1")}
-  half = views(label_fraction=0.5)
+  half = views(fraction=0.5)
   assert len(half) == 4 * round(0.5 * all_records)
-  assert half == views(label_fraction=0.5)           # deterministic
-  assert set(half) != set(views(label_fraction=0.5, label_seed=1))
+  assert half == views(fraction=0.5)           # deterministic
+  assert set(half) != set(views(fraction=0.5, seed=1))
   with pytest.raises(ValueError, match="S9"):
-    views(label_subjects=("S9",))
+    views(subjects=("S9",))
 
 
 def test_multiview_samples(multiview_config):
@@ -247,7 +245,7 @@ def test_two_processes_partition_the_data(multiview_config, poses_config):
   def views(process_index, process_count):
     loader = multiview.single_views(multiview_config, split="test", global_batch_size=4,
                                     process_index=process_index, process_count=process_count,
-                                    shuffle=True, num_epochs=1, labelled_only=False)
+                                    shuffle=True, num_epochs=1)
     return _valid_items(loader, lambda b, i: (int(b["frame"][i]), int(b["camera"][i]),
                                               int(b["image"][i, 0, 0, 2])))
   parts = [views(p, 2) for p in range(2)]
@@ -321,7 +319,7 @@ def test_record_index_is_cached_next_to_the_records(multiview_config):
 def test_multiview_codes_index_the_split_vocabulary(multiview_config):
   _, index = multiview.open_multiview(multiview_config, "train")
   loader = multiview.single_views(multiview_config, split="train", global_batch_size=8,
-                                  shuffle=False, num_epochs=1, labelled_only=False)
+                                  shuffle=False, num_epochs=1)
   for batch in itertools.islice(iter(loader), 3):
     valid = batch["valid"]
     names = [index.sequences[q] for q in batch["sequence"][valid]]

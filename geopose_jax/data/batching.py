@@ -151,14 +151,14 @@ def make_loader(source, *, data_config: ml_collections.ConfigDict, item_ops: Seq
 
 def _data_loader(source, sampler, operations, data_config, read_threads: int | None
                  ) -> grain.DataLoader:
-  num_workers = int(data_config.get("num_workers", 0) or 0)
+  num_workers = int(data_config.num_workers)
   if num_workers and not flags.FLAGS.is_parsed():
     # Grain's worker processes read absl flags; outside an absl app (tests, notebooks)
     # their defaults are what we want.
     flags.FLAGS.mark_as_parsed()
-  prefetch = max(1, int(data_config.get("prefetch", 2) or 1))
+  prefetch = max(1, int(data_config.prefetch))
   if read_threads is None:
-    read_threads = int(data_config.get("read_threads", 4))
+    read_threads = int(data_config.read_threads)
   # Grain's read buffer is scanned on every item, so a long one costs O(length) per item.
   read_options = grain.ReadOptions(num_threads=read_threads,
                                    prefetch_buffer_size=64 if read_threads else 0)

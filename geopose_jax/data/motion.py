@@ -29,7 +29,6 @@ from scipy.spatial.transform import Rotation
 from geopose_jax import skeleton
 from geopose_jax.data import bvh as bvh_lib
 from geopose_jax.data import motion_library
-from geopose_jax.data import vocab
 from geopose_jax.errors import InputError
 from geopose_jax.geometry import cameras as cameras_lib
 

@@ -6,12 +6,11 @@ stay encoded until an item needs them, so only the views a batch uses are decode
 Grain worker processes.
 
 Common arguments of the loaders:
-  data_config: `config.data` with `name`, `data_dir`, `num_workers`, `prefetch`, optional
-    `builder_config`, `manual_dir`, `<split>_subjects` (keep these subjects of the split),
-    `every_nth_frame` (keep frames whose number is a multiple of it), and for labelled
-    loaders `label_subjects` (names; empty: every subject of the split), `label_fraction`
-    (in (0, 1]), `label_seed` (default 0).
+  data_config: `config.data`: the dataset (`name`, `builder_config`, `data_dir`,
+    `manual_dir`), the loader (`num_workers`, `prefetch`, `read_threads`) and the subjects
+    kept of the split (`train_subjects` / `test_subjects`; see sources.split_subjects).
   split: 'train' or 'test'.
+  every_nth_frame: keep frames whose number is a multiple of it.
   global_batch_size: items per step over all processes.
   process_index, process_count: this process and the number of processes (each reads its
     own shard).
@@ -141,23 +140,23 @@ def _scan(builder_dir: str, split: str) -> tuple[tuple[str, str, str, int], ...]
   return index
 
 
-def open_multiview(data_config: ml_collections.ConfigDict, split: str
-                   ) -> tuple[sources.RecordReader, MultiviewIndex]:
+def open_multiview(data_config: ml_collections.ConfigDict, split: str, *,
+                   every_nth_frame: int = 1) -> tuple[sources.RecordReader, MultiviewIndex]:
   """The split's reader and index (the dataset is built on first use, scanned once).
 
-  Honours `config.data.<split>_subjects` (keep these subjects of the split; each must be in
-  it) and `config.data.every_nth_frame` (keep frames whose number is a multiple of it).
+  Keeps the subjects `sources.split_subjects` names (each must be in the split) and the
+  frames whose number is a multiple of `every_nth_frame`.
   """
   builder = sources.open_dataset(data_config)
   reader = sources.reader_for(builder, split)
   fields = _scan(reader.builder_dir, split)
-  subjects = tuple(data_config.get(f"{split}_subjects", ()) or ())
+  subjects = sources.split_subjects(data_config, split)
   present = sorted({f[0] for f in fields})
   missing = [s for s in subjects if s not in present]
   if missing:
     raise ValueError(f"config.data.{split}_subjects names {missing}, which split {split!r} of "
                      f"{reader.builder_dir} does not hold (it has {present})")
-  step = int(data_config.get("every_nth_frame", 1) or 1)
+  step = int(every_nth_frame)
   if step < 1:
     raise ValueError(f"config.data.every_nth_frame={step} must be >= 1")
   chosen = [i for i, f in enumerate(fields)
@@ -202,10 +201,24 @@ def label_subset(index: MultiviewIndex, subjects=(), fraction: float = 1.0, seed
   return np.sort(candidates)
 
 
-def _label_records(data_config, index: MultiviewIndex) -> np.ndarray:
-  return label_subset(index, tuple(data_config.get("label_subjects", ()) or ()),
-                      float(data_config.get("label_fraction", 1.0)),
-                      int(data_config.get("label_seed", 0)))
+@dataclasses.dataclass(frozen=True)
+class Labels:
+  """Which training records a semi-supervised task may read labels of (`label_subset`)."""
+  subjects: tuple[str, ...] = ()
+  fraction: float = 1.0
+  seed: int = 0
+
+  @classmethod
+  def from_config(cls, data_config: ml_collections.ConfigDict) -> "Labels":
+    """`config.data.label_subjects`, `label_fraction`, `label_seed`."""
+    return cls(tuple(str(s) for s in data_config.label_subjects),
+               float(data_config.label_fraction), int(data_config.label_seed))
+
+
+def _entries(index: MultiviewIndex, labels: Labels | None) -> np.ndarray:
+  if labels is None:
+    return np.arange(len(index))
+  return label_subset(index, labels.subjects, labels.fraction, labels.seed)
 
 
 # ----------------------------------------------------------------------------- items
@@ -297,8 +310,8 @@ def _all_views(element, *, reader: sources.RecordReader, index: MultiviewIndex
 
 def nvs_pairs(data_config: ml_collections.ConfigDict, *, split: str = "train",
               global_batch_size: int = 32, process_index: int = 0, process_count: int = 1,
-              seed: int = 0, shuffle: bool = True, num_epochs: int | None = None
-              ) -> grain.DataLoader:
+              seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
+              every_nth_frame: int = 1) -> grain.DataLoader:
   """Groups of views for novel-view synthesis (Rhodin et al.'s batch composition).
 
   Each batch is B / 4 groups of 4 consecutive items [frame t: cam a, frame t: cam b,
@@ -316,7 +329,7 @@ def nvs_pairs(data_config: ml_collections.ConfigDict, *, split: str = "train",
     invalid).
   """
   local = batching.local_batch_size(global_batch_size, process_count, GROUP_SIZE)
-  reader, index = open_multiview(data_config, split)
+  reader, index = open_multiview(data_config, split, every_nth_frame=every_nth_frame)
   anchors = np.flatnonzero(index.sequence_length(np.arange(len(index))) >= 2)
   if not len(anchors):
     raise ValueError(f"{reader.builder_dir} [{split}]: no sequence has 2 frames; NVS pairs "
@@ -332,20 +345,20 @@ def nvs_pairs(data_config: ml_collections.ConfigDict, *, split: str = "train",
 def single_views(data_config: ml_collections.ConfigDict, *, split: str = "train",
                  global_batch_size: int = 32, process_index: int = 0, process_count: int = 1,
                  seed: int = 0, shuffle: bool = True, num_epochs: int | None = None,
-                 labelled_only: bool = True) -> grain.DataLoader:
+                 every_nth_frame: int = 1, labels: Labels | None = None
+                 ) -> grain.DataLoader:
   """Independent (record, camera) views, e.g. for the pose head.
 
-  With `labelled_only`, only the label subset (`config.data.label_subjects`,
-  `label_fraction`, `label_seed`; see `label_subset`) is used; evaluation passes
-  `labelled_only=False` to see the whole split.
+  With `labels`, only that label subset (see `label_subset`) is used; None (evaluation)
+  reads the whole split.
 
   Batch (B = global_batch_size / process_count): the keys of `nvs_pairs` (image,
   background, mask, R, K, pose_3d_cam mm, subject, action, sequence, camera, frame), independent
   items; + valid (B,) bool for a finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
-  reader, index = open_multiview(data_config, split)
-  entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
+  reader, index = open_multiview(data_config, split, every_nth_frame=every_nth_frame)
+  entries = _entries(index, labels)
   num_views = len(reader.parse(int(index.record[entries[0]]))["R"])
   return batching.make_loader(
       batching.ArraySource({"entry": np.repeat(entries, num_views),
@@ -359,9 +372,10 @@ def single_views(data_config: ml_collections.ConfigDict, *, split: str = "train"
 def multiview_samples(data_config: ml_collections.ConfigDict, *, split: str = "train",
                       global_batch_size: int = 64, process_index: int = 0,
                       process_count: int = 1, seed: int = 0, shuffle: bool = True,
-                      num_epochs: int | None = None, labelled_only: bool = True
-                      ) -> grain.DataLoader:
-  """All 4 views of a frame per item (SMPL regression with silhouettes).
+                      num_epochs: int | None = None, every_nth_frame: int = 1,
+                      labels: Labels | None = None) -> grain.DataLoader:
+  """All 4 views of a frame per item (SMPL regression with silhouettes); `labels` as in
+  `single_views`.
 
   Batch (B = global_batch_size / process_count):
     images (B, 4, H, W, 3) uint8, masks (B, 4, H, W) uint8 {0, 1}, R (B, 4, 3, 3),
@@ -371,8 +385,8 @@ def multiview_samples(data_config: ml_collections.ConfigDict, *, split: str = "t
     + valid (B,) bool for a finite pass.
   """
   local = batching.local_batch_size(global_batch_size, process_count)
-  reader, index = open_multiview(data_config, split)
-  entries = _label_records(data_config, index) if labelled_only else np.arange(len(index))
+  reader, index = open_multiview(data_config, split, every_nth_frame=every_nth_frame)
+  entries = _entries(index, labels)
   return batching.make_loader(
       batching.ArraySource({"entry": np.asarray(entries)}), data_config=data_config,
       item_ops=[batching.FnMap(_all_views, reader=reader, index=index)], batch_size=local,

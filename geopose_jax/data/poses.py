@@ -8,8 +8,8 @@ and batches are gathered from them with vectorised indexing.
 Data options (`config.data`): `name` ('h36m_poses'), `builder_config` ('' = the default,
 'synthetic'), `data_dir`, `num_workers`, `prefetch`, `npz_3d` / `npz_2d`
 (VideoPose3D-format files given by path, which select a dataset of their own),
-`manual_dir`, `<split>_subjects` (keep these subjects of the split), `frame_step` (the gap
-between a frame and its "next" frame, default 1).
+`manual_dir`, `train_subjects` / `test_subjects` (keep these subjects of the split); the
+loaders' own options are arguments (`frame_step`: the gap between a frame and its "next").
 
 These loaders gather whole batches from memory, so `num_workers=0` is their fastest
 setting (tens of thousands of windows, hundreds of thousands of frames per second on one
@@ -62,10 +62,6 @@ class PoseTable:
     return len(self.pose_2d)
 
 
-def _subjects(data_config, split: str) -> tuple[str, ...]:
-  return tuple(str(s) for s in (data_config.get(f"{split}_subjects", ()) or ()))
-
-
 @functools.lru_cache(maxsize=8)
 def _read_table(builder_dir: str, split: str, subjects: tuple[str, ...]) -> PoseTable:
   reader = sources.RecordReader(builder_dir, split)
@@ -100,7 +96,7 @@ def load_poses(data_config: ml_collections.ConfigDict, split: str) -> PoseTable:
   """The split's poses (building the dataset on first use; read once per process)."""
   builder = sources.open_dataset(data_config)
   reader = sources.reader_for(builder, split)
-  return _read_table(reader.builder_dir, split, _subjects(data_config, split))
+  return _read_table(reader.builder_dir, split, sources.split_subjects(data_config, split))
 
 
 # ----------------------------------------------------------------------------- batches
@@ -133,11 +129,11 @@ def _labelled_frames(batch, *, table: PoseTable) -> sources.Record:
 def lifter_frames(data_config: ml_collections.ConfigDict, *, split: str = "train",
                   global_batch_size: int = 1024, process_index: int = 0,
                   process_count: int = 1, seed: int = 0, shuffle: bool = True,
-                  num_epochs: int | None = None) -> grain.DataLoader:
+                  num_epochs: int | None = None, frame_step: int = 1) -> grain.DataLoader:
   """2D-only frames and their successors, for self-supervised lifting (no 3D, by design).
 
-  Every frame f with a frame f + `config.data.frame_step` in the same sequence (same
-  camera) is one item.
+  Every frame f with a frame f + `frame_step` in the same sequence (same camera) is one
+  item.
 
   Batch (B = global_batch_size / process_count):
     pose_2d (B, 17, 2) f32 normalised screen coordinates, pose_2d_next (B, 17, 2) the same
@@ -148,7 +144,7 @@ def lifter_frames(data_config: ml_collections.ConfigDict, *, split: str = "train
   """
   local = batching.local_batch_size(global_batch_size, process_count)
   table = load_poses(data_config, split)
-  step = int(data_config.get("frame_step", 1) or 1)
+  step = int(frame_step)
   if step < 1:
     raise ValueError(f"config.data.frame_step={step} must be >= 1")
   position = np.arange(table.num_frames) - table.start[table.sequence_of_frame]

@@ -29,10 +29,18 @@ Record = dict[str, Any]
 def dataset_name(data_config: ml_collections.ConfigDict) -> str:
   """'name' or 'name/builder_config' from `config.data.name` (+ `config.data.builder_config`)."""
   name = str(data_config.name)
-  builder_config = str(data_config.get("builder_config", "") or "")
+  builder_config = str(data_config.builder_config)
   if builder_config and "/" not in name:
     name = f"{name}/{builder_config}"
   return name
+
+
+def split_subjects(data_config: ml_collections.ConfigDict, split: str) -> tuple[str, ...]:
+  """The subjects a loader keeps of `split`: `config.data.train_subjects` /
+  `test_subjects` (() = all); other splits (heldout, validate) are read whole."""
+  if split in ("train", "test"):
+    return tuple(str(s) for s in data_config[f"{split}_subjects"])
+  return ()
 
 
 def _data_dir(data_config) -> str:
@@ -68,11 +76,10 @@ def open_dataset(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
     integrity.check_dataset(builder.data_dir)
     return builder
   options = {}
-  manual_dir = str(data_config.get("manual_dir", "") or "")
-  if manual_dir:
-    options["manual_dir"] = os.path.expanduser(manual_dir)
+  if data_config.manual_dir:
+    options["manual_dir"] = os.path.expanduser(str(data_config.manual_dir))
   for key in ("npz_3d", "npz_2d"):
-    if data_config.get(key, ""):
+    if data_config[key]:
       options[key] = str(data_config[key])
   if ("npz_3d" in options or "npz_2d" in options) and dataset != "h36m_poses":
     raise ConfigError(f"config.data.npz_3d / npz_2d are for the h36m_poses dataset, not "

@@ -299,7 +299,7 @@ def train_loader(config: ml_collections.ConfigDict, runtime: Runtime):
                 seed=config.seed, shuffle=True, num_epochs=None)
   if config.supervised:
     return poses_data.labelled_frames(config.data, **kwargs)
-  return poses_data.lifter_frames(config.data, **kwargs)
+  return poses_data.lifter_frames(config.data, frame_step=config.data.frame_step, **kwargs)
 
 
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:

@@ -189,7 +189,7 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   def make_data():
     kwargs = dict(split="train", global_batch_size=config.train.batch_size,
                   process_index=runtime.process_index, process_count=runtime.process_count,
-                  shuffle=True, num_epochs=None)
+                  shuffle=True, num_epochs=None, frame_step=config.data.frame_step)
     target = poses_data.lifter_frames(config.data, seed=config.seed, **kwargs)
     source_frames = poses_data.lifter_frames(source_data, seed=config.seed + 1, **kwargs)
     return PairedIterator(target, source_frames)

@@ -220,7 +220,8 @@ def evaluate(state: TrainState, split: str, *, config, runtime: Runtime, step_fn
   loader = multiview.nvs_pairs(
       config.data, split=split, global_batch_size=config.eval.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=False, num_epochs=1)
+      seed=config.seed, shuffle=False, num_epochs=1,
+      every_nth_frame=config.data.every_nth_frame)
   sums: dict[str, float] = {}
   for batch in eval_batches(loader, int(config.eval.max_examples)):
     for k, v in jax.device_get(step_fn(variables, runtime.shard_batch(batch))).items():
@@ -236,7 +237,8 @@ def train_data(config: ml_collections.ConfigDict, runtime: Runtime):
   return multiview.nvs_pairs(
       config.data, split="train", global_batch_size=config.train.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=True, num_epochs=None)
+      seed=config.seed, shuffle=True, num_epochs=None,
+      every_nth_frame=config.data.every_nth_frame)
 
 
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:

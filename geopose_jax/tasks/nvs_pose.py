@@ -81,10 +81,10 @@ def denormalize_pose(output: jax.Array, mean: jax.Array, std: jax.Array) -> jax.
 def labelled_poses(data_config: ml_collections.ConfigDict) -> np.ndarray:
   """Camera-frame poses `(L * V, 17, 3)` of every view of the labelled training records."""
   from geopose_jax.data import multiview  # pylint: disable=g-import-not-at-top
-  reader, index = multiview.open_multiview(data_config, "train")
-  entries = multiview.label_subset(index, tuple(data_config.label_subjects or ()),
-                                   float(data_config.label_fraction),
-                                   int(data_config.label_seed))
+  reader, index = multiview.open_multiview(data_config, "train",
+                                           every_nth_frame=data_config.every_nth_frame)
+  labels = multiview.Labels.from_config(data_config)
+  entries = multiview.label_subset(index, labels.subjects, labels.fraction, labels.seed)
   return np.concatenate([np.asarray(reader.parse(int(index.record[e]))["pose_3d_cam"],
                                     np.float32) for e in entries])
 
@@ -225,7 +225,8 @@ def evaluate(state: TrainState, split: str, *, config, runtime: Runtime, pose_fn
   loader = multiview.single_views(
       config.data, split=split, global_batch_size=config.eval.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
+      seed=config.seed, shuffle=False, num_epochs=1,
+      every_nth_frame=config.data.every_nth_frame)
 
   def predict_fn(batch):
     images = runtime.shard_batch({"image": batch["image"]})["image"]
@@ -233,7 +234,8 @@ def evaluate(state: TrainState, split: str, *, config, runtime: Runtime, pose_fn
 
   return evaluation.evaluate_frames(
       predict_fn, loader, runtime, info=evaluation.SequenceInfo.from_names(
-          multiview.open_multiview(config.data, split)[1].sequences),
+          multiview.open_multiview(config.data, split,
+                                   every_nth_frame=config.data.every_nth_frame)[1].sequences),
       convention=evaluation.Convention(rhodin_n_mpjpe=True),
       max_examples=int(config.eval.max_examples), progress=bool(config.train.progress_bar),
       desc=f"nvs_pose {split}")
@@ -244,7 +246,9 @@ def train_data(config: ml_collections.ConfigDict, runtime: Runtime):
   return multiview.single_views(
       config.data, split="train", global_batch_size=config.train.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=True, num_epochs=None, labelled_only=True)
+      seed=config.seed, shuffle=True, num_epochs=None,
+      every_nth_frame=config.data.every_nth_frame,
+      labels=multiview.Labels.from_config(config.data))
 
 
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:

@@ -313,7 +313,8 @@ def evaluate(state: dict, split: str, *, config, runtime: Runtime, step_fn) -> d
   loader = multiview.multiview_samples(
       config.data, split=split, global_batch_size=config.eval.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
+      seed=config.seed, shuffle=False, num_epochs=1,
+      every_nth_frame=config.data.every_nth_frame)
   ious = ("silhouette_iou", *(f"silhouette_iou_view{v}" for v in range(NUM_VIEWS)))
 
   def predict_fn(batch):
@@ -323,7 +324,8 @@ def evaluate(state: dict, split: str, *, config, runtime: Runtime, step_fn) -> d
   return evaluation.evaluate_frames(
       predict_fn, per_view_batches(loader), runtime,
       info=evaluation.SequenceInfo.from_names(
-          multiview.open_multiview(config.data, split)[1].sequences),
+          multiview.open_multiview(config.data, split,
+                                   every_nth_frame=config.data.every_nth_frame)[1].sequences),
       convention=evaluation.Convention(joints="SMPL-H36M-14"), target_key="pose_3d_14",
       max_examples=int(config.eval.max_examples) * NUM_VIEWS, extra_metrics=ious,
       progress=bool(config.train.progress_bar), desc=f"smpl {split}", decimals=4)
@@ -349,7 +351,8 @@ def visualize(state, out_dir, step: int, *, config, fit_fn, body) -> dict[str, n
     return {}
   loader = multiview.multiview_samples(
       config.data, split="test", global_batch_size=int(config.viz.num_examples),
-      seed=config.seed, shuffle=False, num_epochs=1, labelled_only=False)
+      seed=config.seed, shuffle=False, num_epochs=1,
+      every_nth_frame=config.data.every_nth_frame)
   batch = next(iter(loader))
   sil, vertices_cam = fit_fn(state, *(jnp.asarray(batch[k]) for k in (
       "images", "pose_3d_cam", "R", "t", "K")))
@@ -365,7 +368,9 @@ def train_data(config: ml_collections.ConfigDict, runtime: Runtime):
   return multiview.multiview_samples(
       config.data, split="train", global_batch_size=config.train.batch_size,
       process_index=runtime.process_index, process_count=runtime.process_count,
-      seed=config.seed, shuffle=True, num_epochs=None, labelled_only=True)
+      seed=config.seed, shuffle=True, num_epochs=None,
+      every_nth_frame=config.data.every_nth_frame,
+      labels=multiview.Labels.from_config(config.data))
 
 
 # ------------------------------------------------------------------------ the task

@@ -144,7 +144,7 @@ def _initial_state(config, task: Task, runtime: Runtime, checkpointer, data_iter
   only started over from step 0 with `train.restart=True`.
   """
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-  restart = bool(config.train.get("restart", False))
+  restart = bool(config.train.restart)
   if restart and checkpointer.steps():
     raise ConfigError(
         f"--config.train.restart=True but {checkpointer.directory} holds checkpoints "
@@ -390,7 +390,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, task: Task, runtime: 
         f"--mode=eval: no checkpoint in {checkpoint_lib.checkpoint_dir(runtime.workdir)}; "
         "train first with the same --workdir, or point --workdir at a trained run")
   step, state = restored
-  output = str(config.eval.get("output", "") or "")
+  output = str(config.eval.output)
   eval_dir = pathlib.Path(output).expanduser() if output else runtime.workdir / "eval"
   viz_dir = eval_dir / "viz" if output else runtime.workdir / "viz"
   results = {}

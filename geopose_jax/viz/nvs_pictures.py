@@ -24,7 +24,7 @@ def load_examples(data_config: ml_collections.ConfigDict, num: int) -> dict[str,
   from geopose_jax.data import sources  # pylint: disable=g-import-not-at-top
 
   key = (sources.dataset_name(data_config), str(data_config.data_dir),
-         tuple(data_config.get("test_subjects", ()) or ()), num)
+         sources.split_subjects(data_config, "test"), num)
   if key not in _EXAMPLES_CACHE:
     reader, index = multiview.open_multiview(data_config, "test")
     # Evenly spaced over the split ordered by (sequence, frame): different motions.
