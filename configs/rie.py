@@ -64,8 +64,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.train.batch_size = 1024
   # 80 of the original's epochs (every frame flipped and not, batch 1024): the synthetic
-  # default has 58,336 training frames (114 steps per epoch), Human3.6M 1.56 M (3,047).
-  config.train.steps = 80 * 114
+  # default (h36m_poses/synthetic 2.1.0) has 512,148 training camera frames, so
+  # ceil(2 * 512,148 / 1024) = 1,001 steps per epoch; Human3.6M 1.56 M (3,047).
+  config.train.steps = 80 * 1_001
   config.train.log_every = 100
   config.train.eval_every = 2_000
   config.train.checkpoint_every = 2_000

@@ -1,6 +1,6 @@
 r"""Adversarial SMPL pose prior (the GAN of the SMPL-from-latent method, METHODS.md §3).
 
-    python launch.py --config=configs/smpl_prior.py                 # bundled CMU motion
+    python launch.py --config=configs/smpl_prior.py                 # the CMU motion library
     python launch.py --config=configs/smpl_prior.py:demo            # minutes on a 2-core CPU
     python launch.py --config=configs/smpl_prior.py:surreal \
         --config.data.manual_dir=/path/to/surreal/cmu               # SURREAL *_info.mat

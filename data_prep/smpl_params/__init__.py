@@ -25,16 +25,21 @@ def ensure_built(name: str = NAME, data_dir: str | os.PathLike | None = None, *,
 
 
 def load_split(builder: Builder, split: str) -> dict[str, np.ndarray]:
-  """Every record of `split` as arrays: theta (N, 72), beta (N, 10) float32."""
+  """Every record of `split` as arrays: theta (N, 72), beta (N, 10) float32, frame (N,)
+  int32, mirrored (N,) bool, and source, cmu_subject, action (N,) str."""
   if split not in builder.info.splits:
     raise ValueError(f"smpl_params ({builder.builder_config.name}) has no split {split!r}; "
                      f"it has {list(builder.info.splits)}")
-  source = tfds.data_source(builder.info.full_name.split("/")[0] + "/"
-                            + builder.builder_config.name, data_dir=builder.data_dir_root,
-                            split=split)
+  source = builder.as_data_source(split=split)
   records = [source[i] for i in range(len(source))]
-  return {"theta": np.stack([r["theta"] for r in records]).astype(np.float32),
-          "beta": np.stack([r["beta"] for r in records]).astype(np.float32)}
+  text = lambda value: value.decode() if isinstance(value, bytes) else str(value)  # noqa: E731
+  out = {"theta": np.stack([r["theta"] for r in records]).astype(np.float32),
+         "beta": np.stack([r["beta"] for r in records]).astype(np.float32),
+         "frame": np.asarray([r["frame"] for r in records], np.int32),
+         "mirrored": np.asarray([r["mirrored"] for r in records], bool)}
+  for key in ("source", "cmu_subject", "action"):
+    out[key] = np.asarray([text(r[key]) for r in records])
+  return out
 
 
 __all__ = ["Builder", "NAME", "SmplParamsConfig", "ensure_built", "load_split", "make_builder"]

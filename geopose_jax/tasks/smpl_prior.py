@@ -1,7 +1,8 @@
 """The adversarial SMPL pose prior (METHODS.md §3): a GAN over (theta, beta).
 
-The discriminator learns to tell SMPL parameters of real people (`smpl_params`: the bundled
-CMU clips by default, SURREAL with `:surreal`) from a generator's; the `smpl` task then
+The discriminator learns to tell SMPL parameters of real people (`smpl_params`: by default
+the packaged CMU motion library on SMPL's tree, its test split the CMU subjects that the
+synthetic test subjects perform; SURREAL with `:surreal`) from a generator's; the `smpl` task then
 uses the trained discriminator, frozen, as an adversarial prior on its predictions
 (`config.prior_from` there names this run's workdir).
 
