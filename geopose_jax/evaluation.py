@@ -2,11 +2,14 @@
 
 Every task that predicts 3D joints evaluates through here, so every table means the same:
 
-    evaluate_frames(predict_fn, batches, runtime, sequences=..., convention=...)
+    evaluate_frames(predict_fn, batches, runtime, info=..., convention=...)
         per-frame models (lifter, nvs_pose, smpl): batches of a finite loader;
-    evaluate_sequences(predict_fn, sequences, runtime, ...)
+    evaluate_sequences(predict_windows, sequences, runtime, info=..., make_windows=...)
         temporal models (RIE, TCN): whole sequences, one window per frame, which also gives
         the velocity (MPJVE) and acceleration errors.
+
+The per-frame errors (`frame_errors`, `sequence_errors`), the table (`summarize`) and the
+two drivers stay in one module so that what a table means is read in one place.
 
 Both return the Human3.6M-style table: each metric frame-weighted within an action and
 unweighted over actions (`metrics.h36m_protocol`), `per_action` and `per_sequence`
