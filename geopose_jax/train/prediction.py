@@ -147,8 +147,9 @@ def check_input_kind(task_name: str, kind: str, path: str) -> None:
                      f"--config.predict.input={path} is a video or a folder of images; "
                      "give a keypoint file (docs/KEYPOINT_FORMATS.md), or use a task that "
                      f"predicts from images ({IMAGE_TASKS})")
+  holds_json = os.path.isdir(path) and any(n.endswith(".json") for n in os.listdir(path))
   if kind == "images" and not images.is_image_input(path) and (
-      os.path.isdir(path) or path.lower().endswith((".json", ".npz", ".npy", ".csv"))):
+      holds_json or path.lower().endswith((".json", ".npz", ".npy", ".csv"))):
     raise InputError(f"task {task_name!r} predicts from images, and "
                      f"--config.predict.input={path} is a keypoint file without the frames; "
                      "give the video or a folder of its frames as --config.predict.input "
