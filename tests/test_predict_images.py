@@ -41,15 +41,21 @@ def _tiny(config):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  """An nvs run and nvs_pose / smpl runs on it, all with initial weights (label statistics
-  made up, so that the head's output is undone by a known mean and std)."""
+def nvs_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("image_runs")
   nvs_cfg = _tiny(nvs_config.get_config("demo"))
   model = synthesis.build_model(nvs_cfg.model.net)
   variables = jax.jit(lambda key: synthesis.init_variables(model, 16, key))(jax.random.key(0))
   _save_run(root / "nvs", nvs_cfg, {"params": variables["params"],
                                     "batch_stats": variables["batch_stats"]})
+  return root, model
+
+
+@pytest.fixture(scope="module")
+def runs(nvs_run):
+  """An nvs_pose run on the nvs run, with initial weights (label statistics made up, so
+  that the head's output is undone by a known mean and std)."""
+  root, model = nvs_run
   pose_cfg = _tiny(nvs_pose_config.get_config("demo"))
   pose_cfg.model.head_hidden = 16
   pose_cfg.init_from = str(root / "nvs")
@@ -60,6 +66,13 @@ def runs(tmp_path_factory):
   state = nvs_pose.put_statistics(state, *nvs_pose.pose_statistics(
       rng.normal(size=(20, 17, 3)) * 300))
   _save_run(root / "nvs_pose", pose_cfg, state)
+  return root, pose_cfg
+
+
+@pytest.fixture(scope="module")
+def smpl_run(nvs_run):
+  """An smpl run on the nvs run, with initial weights."""
+  root, model = nvs_run
   smpl_cfg = _tiny(smpl_config.get_config("demo"))
   smpl_cfg.model.width, smpl_cfg.body.detail = 16, 0.3
   smpl_cfg.init_from = str(root / "nvs")
@@ -68,7 +81,7 @@ def runs(tmp_path_factory):
   smpl_state = smpl_task.init(jax.random.key(2), model=model, regressor=regressor,
                               image_size=16, optim_config=smpl_cfg.optim, prior=None)
   _save_run(root / "smpl", smpl_cfg, smpl_state)
-  return root, pose_cfg, smpl_cfg
+  return root, smpl_cfg
 
 
 def _frames(n=N):
@@ -93,7 +106,7 @@ def _predict(config, workdir, source, boxes, out, **predict):
 
 
 def test_nvs_pose_predicts_a_frame_folder_with_the_builders_crops(runs, tmp_path, monkeypatch):
-  root, config, _ = runs
+  root, config = runs
   frames = _frames()
   source = _frame_folder(tmp_path / "frames", frames)
   given = {0: [10, 4, 20, 30], 1: [12, 4, 20, 30], 3: [16, 6, 24, 30], 4: [16, 6, 24, 30]}
@@ -138,7 +151,7 @@ def test_nvs_pose_predicts_a_frame_folder_with_the_builders_crops(runs, tmp_path
 
 def test_nvs_pose_reads_a_tiny_mp4(runs, tmp_path):
   av = pytest.importorskip("av")
-  root, config, _ = runs
+  root, config = runs
   path = str(tmp_path / "clip.mp4")
   with av.open(path, "w") as container:
     stream = container.add_stream("mpeg4", rate=10)
@@ -160,8 +173,8 @@ def test_nvs_pose_reads_a_tiny_mp4(runs, tmp_path):
     assert json.loads(str(npz["metadata"]))["fps"] == 10.0     # the video's rate
 
 
-def test_smpl_predicts_bodies_whose_theta_reproduces_the_joints(runs, tmp_path):
-  root, _, config = runs
+def test_smpl_predicts_bodies_whose_theta_reproduces_the_joints(smpl_run, tmp_path):
+  root, config = smpl_run
   source = _frame_folder(tmp_path / "frames", _frames(3))
   # COCO results without 'bbox': the box is the joints' extent.
   rng = np.random.default_rng(2)
@@ -222,7 +235,7 @@ def _bad_case(tmp_path, kind):
     ("gap", r"no box for frames 1-3; gaps longer than --config\.predict\.max_box_gap=2"),
     ("keypoint_input", "predicts from images, and .* is a keypoint file without the frames")])
 def test_bad_image_input_stops_with_one_line_and_no_output(runs, tmp_path, kind, match):
-  root, config, _ = runs
+  root, config = runs
   source, boxes = _bad_case(tmp_path, kind)
   out = tmp_path / "out"
   with pytest.raises(InputError, match=match) as error:
@@ -232,7 +245,7 @@ def test_bad_image_input_stops_with_one_line_and_no_output(runs, tmp_path, kind,
 
 
 def test_requests_of_the_wrong_kind(runs, tmp_path):
-  root, config, _ = runs
+  root, config = runs
   frames = _frame_folder(tmp_path / "frames", _frames(1))
   with pytest.raises(ConfigError, match=r"needs --config\.predict\.boxes=FILE"):
     _predict(config, root / "nvs_pose", frames, "", tmp_path / "out")
