@@ -97,6 +97,8 @@ def image_metadata(config: ml_collections.ConfigDict, task: Task, source: images
 def predict(config: ml_collections.ConfigDict, task: Task, runtime: Runtime
             ) -> dict[str, str]:
   """Runs `--mode=predict` on images (see the module docstring); returns {name: folder}."""
+  prediction.check_request(config, task)
+  prediction.check_run_task(config, runtime.workdir)
   source, boxes, filled = read_frames_and_boxes(config)
   state, weights = prediction.load_weights(config, task, runtime)
   p = config.predict

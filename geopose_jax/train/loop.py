@@ -100,7 +100,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     return evaluate_checkpoint(config, task, runtime)
   if mode == "predict":
     # Reads the workdir only; writes nothing but config.predict.output.
-    return prediction.predict(config, build_task(config, runtime), runtime)
+    task = build_task(config, runtime)
+    if prediction.input_kind(task) == "images":
+      from geopose_jax.train import image_prediction  # pylint: disable=g-import-not-at-top
+      return image_prediction.predict(config, task, runtime)
+    return prediction.predict(config, task, runtime)
   lock = workdir_lock.WorkdirLock(workdir)
   if runtime.process_index == 0:
     lock.acquire()

@@ -9,7 +9,8 @@ MP4, GIF.
 
 A task takes one kind of input: 2D keypoints (`Task.predict`: lifter, rie) or images, a
 video or a folder of frames (`Task.predict_images`: nvs_pose, smpl; see
-train/image_prediction.py, which follows the same steps on frames). In order, each step
+train/image_prediction.py, which follows the same steps on frames; the training loop
+picks the module by `input_kind`). In order, each step
 checked before the next, so that a mistake stops the run with one line and leaves nothing
 in the output folder:
   1. the task predicts, `predict.input` and `predict.output` are given, the output folder
@@ -282,9 +283,6 @@ def predict(config: ml_collections.ConfigDict, task: Task, runtime: Runtime) -> 
   """Runs `--mode=predict` (see the module docstring); returns {sequence: its folder}."""
   check_request(config, task)
   check_run_task(config, runtime.workdir)
-  if input_kind(task) == "images":
-    from geopose_jax.train import image_prediction  # pylint: disable=g-import-not-at-top
-    return image_prediction.predict(config, task, runtime)
   sequences = read_input(config)
   state, weights = load_weights(config, task, runtime)
   p = config.predict
