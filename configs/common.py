@@ -72,6 +72,24 @@ def keypoint_predict_config() -> ml_collections.ConfigDict:
   ))
 
 
+def image_predict_config() -> ml_collections.ConfigDict:
+  """The `predict` keys of a task that predicts from images (`--mode=predict` on a video or a
+  folder of frames, see geopose_jax/train/image_prediction.py and docs/IMAGE_INPUT.md)."""
+  return ml_collections.ConfigDict(dict(
+      input="",              # video file or folder of frames (sorted by name)
+      output="",             # folder to create (must not exist, or be empty)
+      boxes="",              # per-frame person boxes: a box file (CSV/JSON) or keypoint file
+      format="",             # boxes from a keypoint file: '' detects it; else as for keypoints
+      layout="",             # boxes from a keypoint file: '' from the format
+      track_id=-1,           # person to follow in a keypoint file; -1: the largest box
+      min_confidence=0.3,    # keypoint file: joints below it do not shape the box
+      max_box_gap=5,         # frames without a box in a gap up to this long are filled
+      fps=0.0,               # BVH, MP4 and GIF frame rate; 0: the video's (25 for frames)
+      video=True,            # write render.mp4
+      gif=True,              # write render.gif
+  ))
+
+
 def add_protocol_eval_keys(eval_config: ml_collections.ConfigDict) -> None:
   """`config.eval` keys of evaluating through a dataset's own protocol, on the task's own
   data or on another dataset (cross-dataset); geopose_jax/protocol_eval.py reads them."""

@@ -47,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.batch_size = 64
   config.eval.max_examples = 0
 
+  config.predict = common.image_predict_config()   # --mode=predict on a video / frames
   config.viz.num_examples = 4
   config.viz.sweep_angles = 37
   config.viz.sweeps = 2

@@ -56,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.eval_every = 2_000
   config.train.checkpoint_every = 2_000
   config.eval.batch_size = 32
+  config.predict = common.image_predict_config()   # --mode=predict on a video / frames
   config.viz.num_examples = 3
 
   if variant.demo:

@@ -1,12 +1,12 @@
-"""Users' images: a folder of frames or a video file, per-frame person boxes, square crops.
+"""Users' images: a folder of frames or a video file, and square person crops of them.
 
 Crops use geopose_jax.geometry.crops, the code the dataset builders crop with: a square box
-around the person, resampled to size x size, parts outside the image black.
+around the person, resampled to size x size, parts outside the image black. The person
+boxes come from geopose_jax.boxes.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from typing import Iterator
@@ -19,18 +19,24 @@ from geopose_jax.errors import InputError
 from geopose_jax.geometry import crops
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
+                    ".flv", ".ts", ".3gp", ".ogv")
 # The builders widen the tight box around the joints by this factor.
 BOX_SCALE = 1.08
 
 
 @dataclasses.dataclass(frozen=True)
 class FrameSource:
-  """Frames of a folder or video. `frames()` yields (H, W, 3) uint8 images in order."""
+  """Frames of a folder or video. `frames()` yields (H, W, 3) uint8 images in order.
+
+  `fps` is the video's frame rate, 0 where the input does not say (a folder of frames).
+  """
   path: str
   width: int
   height: int
   num_frames: int
   files: tuple[str, ...] = ()
+  fps: float = 0.0
 
   @property
   def is_video(self) -> bool:
@@ -80,6 +86,7 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
       stream = container.streams.video[0]
       first = next(container.decode(video=0), None)
       count = stream.frames
+      fps = float(stream.average_rate or 0.0)
   except av.FFmpegError as error:
     raise InputError(f"{path}: the video does not decode ({error}); expected a video file "
                      f"PyAV/FFmpeg can read, or a folder of frames") from None
@@ -87,77 +94,17 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
     raise InputError(f"{path}: the video holds zero frames")
   if not count:  # containers without a frame count: count by decoding
     count = sum(1 for _ in FrameSource(path, 0, 0, 0).frames())
-  return FrameSource(path, first.width, first.height, int(count))
+  return FrameSource(path, first.width, first.height, int(count), fps=fps)
 
 
-def read_box_file(path: str | os.PathLike) -> dict[int, np.ndarray]:
-  """Per-frame boxes (x, y, w, h) in pixels from a box file.
-
-  Accepted: CSV with header `frame,x,y,w,h`; JSON `{"<frame>": [x, y, w, h], ...}` or
-  `[{"frame": 0, "bbox": [x, y, w, h]}, ...]`.
-  """
+def is_image_input(path: str | os.PathLike) -> bool:
+  """Whether `path` is a video file or a folder of frames (no JSON keypoint files in it)."""
   path = os.fspath(path)
-  boxes: dict[int, np.ndarray] = {}
-  if path.lower().endswith(".csv"):
-    with open(path, newline="", encoding="utf-8") as f:
-      reader = csv.DictReader(f)
-      if not {"frame", "x", "y", "w", "h"} <= set(reader.fieldnames or []):
-        raise InputError(f"{path}: expected a CSV header frame,x,y,w,h")
-      for line, row in enumerate(reader, start=2):
-        try:
-          boxes[int(row["frame"])] = np.array([float(row[k]) for k in "xywh"])
-        except ValueError:
-          raise InputError(f"{path}: line {line}: expected numbers frame,x,y,w,h") from None
-  else:
-    from geopose_jax.keypoints import _common
-    data = _common.load_json(path)
-    items = (data.items() if isinstance(data, dict) else
-             ((d.get("frame"), d.get("bbox")) for d in data if isinstance(d, dict)))
-    for frame, box in items:
-      box = np.asarray(box if box is not None else [], np.float64).reshape(-1)
-      if box.size != 4:
-        raise InputError(f"{path}: frame {frame!r}: box {box.tolist()} is not [x, y, w, h]")
-      boxes[_common.frame_number(frame, path, "frame")] = box
-  if not boxes:
-    raise InputError(f"{path}: holds zero boxes; expected one [x, y, w, h] per frame")
-  return boxes
-
-
-def load_boxes(path: str | os.PathLike, source: FrameSource, track_id: int | None = None
-               ) -> np.ndarray:
-  """(source.num_frames, 4) person boxes (x, y, w, h) for every frame of `source`.
-
-  `path` is a box file (see `read_box_file`) or a keypoint file whose people have boxes
-  (COCO `bbox`, AlphaPose `box`; the person chosen as `read_keypoints` chooses).
-  """
-  path = os.fspath(path)
-  from geopose_jax.keypoints import detect_format, read_keypoints
-  try:
-    fmt = detect_format(path)
-  except InputError:
-    fmt = None
-  if fmt in ("coco", "halpe"):
-    seq, = read_keypoints(path, format=fmt, track_id=track_id, width=source.width,
-                          height=source.height, min_confidence=0.0)
-    if seq.boxes is None:
-      raise InputError(f"{path}: its detections have no 'bbox' or 'box'; give a box file "
-                       f"(CSV frame,x,y,w,h or JSON) for the image input")
-    boxes = dict(zip(seq.frames.tolist(), seq.boxes.astype(np.float64)))
-  else:
-    boxes = read_box_file(path)
-  return dense_boxes(boxes, source.num_frames, source.width, source.height, path)
-
-
-def dense_boxes(boxes: dict[int, np.ndarray], num_frames: int, width: int, height: int,
-                origin: str) -> np.ndarray:
-  """(num_frames, 4) boxes for frames 0..num_frames-1: a frame without one takes the nearest
-  earlier (else later) box. Boxes that miss the image are an InputError."""
-  from geopose_jax.keypoints.sequence import check_boxes_inside
-  frames = np.array(sorted(boxes))
-  stacked = np.stack([boxes[f] for f in frames])
-  check_boxes_inside(stacked, width, height, frames, origin)
-  index = np.clip(np.searchsorted(frames, np.arange(num_frames), side="right") - 1, 0, None)
-  return stacked[index]
+  if os.path.isdir(path):
+    names = [n.lower() for n in os.listdir(path)]
+    return (any(n.endswith(IMAGE_EXTENSIONS) for n in names)
+            and not any(n.endswith(".json") for n in names))
+  return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
 def square_crop_box(box_xywh: np.ndarray, scale: float = BOX_SCALE) -> np.ndarray:
@@ -171,17 +118,26 @@ def square_crop_box(box_xywh: np.ndarray, scale: float = BOX_SCALE) -> np.ndarra
 
 def person_crops(source: FrameSource, boxes_xywh: np.ndarray, size: int,
                  show_progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Yields (crop (size, size, 3) uint8, crop box (3,)) per frame of `source`.
+  """Yields (crop (size, size, 3) uint8, crop box (3,)) per frame of `source`, decoding one
+  frame at a time.
 
   Args:
-    boxes_xywh: (N, 4) person boxes, one per frame (see `dense_boxes`).
+    boxes_xywh: (N, 4) person boxes, one per frame (see `boxes.load_boxes`).
     size: crop side in pixels (the model's input size).
+
+  Raises:
+    InputError: the input ends before N frames (a video whose header over-counts).
   """
   boxes = square_crop_box(boxes_xywh)
   frames = tqdm.tqdm(source.frames(), total=min(len(boxes), source.num_frames) or None,
                      desc="cropping frames", unit="frame", disable=not show_progress,
                      leave=False)
-  for i, frame in enumerate(frames):
-    if i >= len(boxes):
+  count = 0
+  for frame in frames:
+    if count >= len(boxes):
       break
-    yield crops.crop_image(frame, boxes[i], size), boxes[i]
+    yield crops.crop_image(frame, boxes[count], size), boxes[count]
+    count += 1
+  if count < len(boxes):
+    raise InputError(f"{source.path}: ended after {count} frames, but {len(boxes)} were "
+                     f"expected (the frame count its header gives); re-encode the video")

@@ -235,3 +235,25 @@ def _take_joints(pose, indices, expected: int, layout: str):
     raise ValueError(f"pose has shape {pose.shape}; expected (..., {expected}, D) in the "
                      f"{layout} layout")
   return pose[..., list(indices), :]
+
+
+def smpl_to_h36m(joints):
+  """(..., 24, D) SMPL joints -> (..., 17, D) H36M-17, for exporting a body as H36M-17.
+
+  The 14 corresponding joints (SMPL_TO_H36M_*) are taken as they are; the three H36M joints
+  without a counterpart are approximated: the hips (1, 4) by SMPL's hip joints, which sit
+  a little lower and wider, and the head top (10) by continuing the neck-to-head segment
+  (H36M Thorax -> Neck/Nose) past SMPL's head joint by its own length.
+  """
+  xp = namespace(joints)
+  joints = xp.asarray(joints)
+  if joints.ndim < 2 or joints.shape[-2] != SMPL_NUM_JOINTS:
+    raise ValueError(f"joints have shape {joints.shape}; expected (..., {SMPL_NUM_JOINTS}, "
+                     f"D) SMPL joints")
+  taken = {h: joints[..., s, :] for s, h in zip(SMPL_TO_H36M_SMPL_INDICES,
+                                                SMPL_TO_H36M_H36M_INDICES)}
+  taken[1] = joints[..., SMPL_JOINT_NAMES.index("right_hip"), :]
+  taken[4] = joints[..., SMPL_JOINT_NAMES.index("left_hip"), :]
+  head, neck = (joints[..., SMPL_JOINT_NAMES.index(n), :] for n in ("head", "neck"))
+  taken[10] = 2.0 * head - neck
+  return xp.stack([taken[j] for j in range(H36M_NUM_JOINTS)], axis=-2)

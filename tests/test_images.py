@@ -6,6 +6,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from geopose_jax import boxes as boxes_lib
 from geopose_jax import images
 from geopose_jax.errors import InputError
 from geopose_jax.geometry import crops
@@ -60,15 +61,20 @@ def test_box_files_and_dense_boxes(tmp_path):
   (tmp_path / "c.json").write_text(json.dumps([{"frame": 0, "bbox": [10, 5, 20, 30]},
                                                {"frame": 2, "bbox": [12, 6, 20, 30]}]))
   for name in ("b.csv", "b.json", "c.json"):
-    boxes = images.read_box_file(tmp_path / name)
-    dense = images.dense_boxes(boxes, 4, 64, 48, name)
-    np.testing.assert_allclose(dense[:, 0], [10, 10, 12, 12])
+    boxes = boxes_lib.read_box_file(tmp_path / name)
+    dense, filled = boxes_lib.fill_gaps(boxes, 4, 1, name)
+    # Frame 1 halfway between frames 0 and 2; frame 3 takes the last box.
+    np.testing.assert_allclose(dense[:, 0], [10, 11, 12, 12])
+    np.testing.assert_allclose(dense[:, 1], [5, 5.5, 6, 6])
+    np.testing.assert_array_equal(filled, [False, True, False, True])
+  (tmp_path / "out.json").write_text(json.dumps({"0": [1, 1, 5, 5], "2": [70, 1, 5, 5]}))
   with pytest.raises(InputError, match=r"frame 2: box .* outside the 64 x 48 image"):
-    images.dense_boxes({0: np.array([1, 1, 5, 5]), 2: np.array([70, 1, 5, 5])}, 3, 64, 48,
-                       "boxes.json")
+    boxes_lib.load_boxes(tmp_path / "out.json", 3, 64, 48)
+  with pytest.raises(InputError, match=r"no box for frames 1-3, 6"):
+    boxes_lib.fill_gaps({0: np.ones(4), 4: np.ones(4), 5: np.ones(4)}, 7, 0, "b.json")
   (tmp_path / "bad.json").write_text(json.dumps({"0": [1, 2, 3]}))
   with pytest.raises(InputError, match=r"bad\.json: frame '0': box \[1.0, 2.0, 3.0\] is not"):
-    images.read_box_file(tmp_path / "bad.json")
+    boxes_lib.read_box_file(tmp_path / "bad.json")
 
 
 def test_square_crop_box_and_crops_match_builder_code(tmp_path):
@@ -100,12 +106,26 @@ def test_boxes_from_a_coco_keypoint_file(tmp_path):
   folder.mkdir()
   for i, f in enumerate(frames):
     PIL.Image.fromarray(f).save(folder / f"{i}.png")
-  source = images.open_frames(folder)
   kp = np.concatenate([np.full((17, 2), 20.0) + np.arange(17)[:, None], np.ones((17, 1))], 1)
   entries = [{"image_id": i, "category_id": 1, "keypoints": kp.ravel().tolist(),
               "score": 1.0, "bbox": [5 + i, 6, 30, 40]} for i in (0, 1)]
   (tmp_path / "det.json").write_text(json.dumps(entries))
-  boxes = images.load_boxes(tmp_path / "det.json", source)
+  boxes, _ = boxes_lib.load_boxes(tmp_path / "det.json", 3, 64, 48)
   np.testing.assert_allclose(boxes, [[5, 6, 30, 40], [6, 6, 30, 40], [6, 6, 30, 40]])
   (tmp_path / "b.csv").write_text("frame,x,y,w,h\n1,1,2,3,4\n")
-  np.testing.assert_allclose(images.load_boxes(tmp_path / "b.csv", source)[0], [1, 2, 3, 4])
+  np.testing.assert_allclose(boxes_lib.load_boxes(tmp_path / "b.csv", 3, 64, 48)[0][0],
+                             [1, 2, 3, 4])
+
+
+def test_extent_boxes_and_smpl_to_h36m_by_hand():
+  points = np.array([[[10.0, 20.0], [30.0, 60.0], [20.0, 40.0]]])
+  # Extent x 10..30, y 20..60: centre (20, 40), half (10, 20) widened by 15 %.
+  np.testing.assert_allclose(boxes_lib.extent_boxes(points),
+                             [[20 - 11.5, 40 - 23.0, 23.0, 46.0]])
+  from geopose_jax import skeleton
+  joints = np.arange(24 * 3, dtype=np.float64).reshape(24, 3)
+  h36m = skeleton.smpl_to_h36m(joints)
+  assert h36m.shape == (17, 3)
+  np.testing.assert_array_equal(h36m[2], joints[5])        # right knee
+  np.testing.assert_array_equal(h36m[1], joints[2])        # right hip
+  np.testing.assert_array_equal(h36m[10], 2 * joints[15] - joints[12])

@@ -181,8 +181,14 @@ def test_unknown_format(tmp_path):
   path.write_text("hello")
   with pytest.raises(InputError, match=r"x\.txt: unknown keypoint format"):
     read_keypoints(path)
-  with pytest.raises(InputError, match="unknown keypoint format"):
+  with pytest.raises(InputError, match="unknown keypoint format") as error:
     read_keypoints(_write(tmp_path, "y.json", {"foo": 1}))
+  # The hints name the override a user types, not a Python keyword.
+  assert "--config.predict.format=<one of videopose3d, coco," in str(error.value)
+  np.savez(tmp_path / "vp.npz", positions_2d={"s": {"c": [np.zeros((2, 17, 2))]}},
+           metadata={"video_metadata": {}})
+  with pytest.raises(InputError, match=r"no 'layout_name'; pass --config\.predict\.layout="):
+    read_keypoints(tmp_path / "vp.npz")
 
 
 def test_wrong_joint_count(tmp_path):
@@ -227,7 +233,7 @@ def test_box_outside_image(tmp_path):
 
 def test_missing_image_size(tmp_path):
   path = _write(tmp_path, "s.json", [_coco_entry(0, _coco_frames(1)[0])])
-  with pytest.raises(InputError, match="pass width= and height="):
+  with pytest.raises(InputError, match=r"pass --config\.predict\.width=W --config\.predict\.height=H"):
     read_keypoints(path)
 
 

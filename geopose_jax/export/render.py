@@ -26,6 +26,7 @@ _COLORS = [tuple(int(255 * c) for c in matplotlib.colors.to_rgb(name))
            for name in skeleton_plot.bone_colors()]
 _BACKGROUND = (255, 255, 255)
 _GRID = (225, 225, 225)
+_BOX = (40, 200, 60)
 GIF_MAX_FRAMES = 150
 
 
@@ -74,22 +75,34 @@ def _fit_image(image: np.ndarray, height: int) -> PIL.Image.Image:
   return pil.resize((width, height), PIL.Image.BILINEAR)
 
 
-def render_frames(poses_cam: np.ndarray, pose_2d_px: np.ndarray, image_size: tuple[int, int],
-                  images: Iterable[np.ndarray] | None = None, panel: int = 360,
-                  azimuth: float = 30.0, elevation: float = 15.0) -> Iterator[np.ndarray]:
-  """Yields (panel, W, 3) uint8 frames: left the input frame with the 2D skeleton (without
-  frames: the 2D skeleton in a square around the sequence's extent), right the 3D skeleton.
+def render_frames(poses_cam: np.ndarray, pose_2d_px: np.ndarray | None,
+                  image_size: tuple[int, int], images: Iterable[np.ndarray] | None = None,
+                  panel: int = 360, azimuth: float = 30.0, elevation: float = 15.0,
+                  boxes_xywh: np.ndarray | None = None) -> Iterator[np.ndarray]:
+  """Yields (panel, W, 3) uint8 frames: left the input frame with the 2D skeleton and/or
+  the person's box (without frames: the 2D skeleton in a square around the sequence's
+  extent), right the 3D skeleton.
 
   Args:
     poses_cam: (N, 17, 3) camera-frame 3D poses (any unit).
-    pose_2d_px: (N, 17, 2) input 2D in pixels of an image of `image_size` (width, height).
+    pose_2d_px: (N, 17, 2) input 2D in pixels of an image of `image_size` (width, height),
+      or None (image input: no 2D skeleton; `images` required).
     images: optional N frames (H, W, 3) uint8 of that size, drawn under the 2D skeleton.
     panel: height of the picture (and side of the 3D panel) in pixels, even.
+    boxes_xywh: optional (N, 4) person boxes (x, y, w, h) in pixels, drawn on the frame.
   """
-  poses_cam, pose_2d_px = np.asarray(poses_cam), np.asarray(pose_2d_px, np.float64)
+  poses_cam = np.asarray(poses_cam)
+  if pose_2d_px is None:
+    if images is None:
+      raise InputError("render: without 2D poses the input frames must be given")
+    pose_2d_px = np.full(poses_cam.shape[:2] + (2,), np.nan)
+  pose_2d_px = np.asarray(pose_2d_px, np.float64)
   if poses_cam.shape[1:] != (17, 3) or pose_2d_px.shape != poses_cam.shape[:2] + (2,):
     raise InputError(f"render: expected (N, 17, 3) and (N, 17, 2) poses, got "
                      f"{poses_cam.shape} and {pose_2d_px.shape}")
+  if boxes_xywh is not None and np.shape(boxes_xywh) != (len(poses_cam), 4):
+    raise InputError(f"render: expected ({len(poses_cam)}, 4) boxes, got "
+                     f"{np.shape(boxes_xywh)}")
   panel = _even(panel)
   width, height = image_size
   if images is not None:
@@ -119,7 +132,11 @@ def render_frames(poses_cam: np.ndarray, pose_2d_px: np.ndarray, image_size: tup
       fitted = _fit_image(frame, panel)
       canvas.paste(fitted.crop((0, 0, left_w, panel)), (0, 0))
     draw = PIL.ImageDraw.Draw(canvas)
-    _draw_skeleton(draw, (pose_2d_px[i] - origin_2d) * scale_2d, line)
+    if boxes_xywh is not None:
+      x, y, w, h = (float(v) * scale_2d for v in boxes_xywh[i])
+      draw.rectangle([x, y, x + w, y + h], outline=_BOX, width=line)
+    if np.isfinite(pose_2d_px[i]).all():
+      _draw_skeleton(draw, (pose_2d_px[i] - origin_2d) * scale_2d, line)
     _draw_skeleton(draw, right[i] + np.array([left_w, 0.0]), line)
     yield np.asarray(canvas)
 

@@ -80,7 +80,8 @@ def read(path: str, *, layout=None, track_id=None, width=None, height=None,
     layout = layouts.layout_for_joint_count(count)
     if layout is None:
       raise InputError(f"{path}: entry 0 'keypoints' holds {count} joints; expected 17 "
-                       f"(COCO) or 26 (Halpe), or pass layout=")
+                       f"(COCO) or 26 (Halpe), or pass --config.predict.layout=<name> "
+                       f"(docs/KEYPOINT_FORMATS.md)")
   layout = layouts.get_layout(layout) if isinstance(layout, str) else layout
   per_frame = collections.defaultdict(list)
   for i, entry in enumerate(entries):

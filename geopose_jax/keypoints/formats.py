@@ -29,7 +29,8 @@ def _peek_json(path: str) -> str:
       return "array"
   raise InputError(f"{path}: unknown keypoint format (a JSON file that is none of: COCO/"
                    f"AlphaPose results list, COCO dataset dict, OpenPose frame, MediaPipe "
-                   f"frames, plain 'keypoints' arrays); pass format= one of {FORMATS}")
+                   f"frames, plain 'keypoints' arrays); pass --config.predict.format="
+                   f"<one of {', '.join(FORMATS)}>")
 
 
 def detect_format(path: str) -> str:
@@ -56,8 +57,8 @@ def detect_format(path: str) -> str:
   if ext == ".json":
     return _peek_json(path)
   raise InputError(f"{path}: unknown keypoint format {ext or '(no extension)'}; expected "
-                   f".npz, .npy, .json, .csv or an OpenPose folder, or pass format= one "
-                   f"of {FORMATS}")
+                   f".npz, .npy, .json, .csv or an OpenPose folder, or pass "
+                   f"--config.predict.format=<one of {', '.join(FORMATS)}>")
 
 
 def check_format(name: str) -> str:

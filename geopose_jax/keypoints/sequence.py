@@ -60,8 +60,8 @@ def normalized_pose_2d(sequence: KeypointSequence) -> np.ndarray:
 def check_image_size(width, height, origin: str) -> tuple[int, int]:
   """Positive integer (width, height), or InputError saying how to give them."""
   if width is None or height is None:
-    raise InputError(f"{origin}: the file does not give the image size; pass width= and "
-                     f"height= (config.predict.width / config.predict.height) or a video")
+    raise InputError(f"{origin}: the file does not give the image size; pass "
+                     f"--config.predict.width=W --config.predict.height=H (pixels)")
   try:
     w, h = int(width), int(height)
   except (TypeError, ValueError):

@@ -46,7 +46,8 @@ def read(path: str, *, layout=None, track_id=None, width=None, height=None,
                      f"(np.savez(positions_2d=dict, metadata=dict))")
   layout_name = layout or metadata.get("layout_name")
   if layout_name is None:
-    raise InputError(f"{path}: metadata has no 'layout_name'; pass layout=")
+    raise InputError(f"{path}: metadata has no 'layout_name'; pass "
+                     f"--config.predict.layout=<name> (docs/KEYPOINT_FORMATS.md)")
   lay = layouts.get_layout(layout_name)
   declared = metadata.get("num_joints")
   if declared is not None and int(declared) != lay.num_joints:

@@ -217,6 +217,33 @@ def train_step(state: TrainState, batch, rng: jax.Array, *, predict_fn):
   return state, {"loss": loss, "mpjpe_mm": train_mpjpe}
 
 
+# --- prediction on a user's images ----------------------------------------------------------
+
+def predict_metadata(config: ml_collections.ConfigDict) -> dict:
+  """What poses_3d.json says about the poses predicted from image crops."""
+  return {
+      "model": ("encoder and pose head trained end to end on the labels (supervised "
+                "baseline)" if config.model.supervised else
+                "pose head on the frozen NVS geometry latent (Rhodin et al. 2018, stage 2)"),
+      "root": "root-relative: the head predicts the pose minus the pelvis, and the pelvis "
+              "(joint 0) is then put exactly at the origin in every frame; a crop does not "
+              "show where the person is",
+      "scale": "metric as learned from the labelled training poses (mean and std undone): "
+               "a crop is resized to a fixed size, so the person's real size is not seen "
+               "and every pose has about the training subjects' size",
+      "orientation": "the camera frame as in training, where crops were centred on the "
+                     "person: a person far from the image centre is posed as if seen in it",
+  }
+
+
+def predict_crops(state: TrainState, crops: np.ndarray, *, pose_fn, runtime: Runtime
+                  ) -> dict[str, np.ndarray]:
+  """uint8 crops `(B, S, S, 3)` (the same on every process) -> {'pose_3d_mm': (B, 17, 3)}
+  root-relative camera-frame mm, the pelvis at the origin."""
+  poses = runtime.to_host(pose_fn(state.params, state.batch_stats, runtime.shard_whole(crops)))
+  return {"pose_3d_mm": np.asarray(root_relative(poses))}
+
+
 # --- the task --------------------------------------------------------------------------------
 
 def evaluate(state: TrainState, split: str, *, config, runtime: Runtime, pose_fn) -> dict:
@@ -280,6 +307,11 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       train_data=functools.partial(train_data, config, runtime),
       evaluate=functools.partial(evaluate, config=config, runtime=runtime, pose_fn=pose_fn),
       eval_splits=("test",), visualize=visualize,
+      predict_images=functools.partial(predict_crops, pose_fn=pose_fn, runtime=runtime),
+      predict_image_size=size, predict_metadata=predict_metadata(config),
+      # Without a checkpoint, init_from gives a usable model only with a trained head.
+      predict_from_init_from=source is not None and (source.kind == "file"
+                                                     or source.task == "nvs_pose"),
       init_from=functools.partial(
           start_from, source=source, **model_args,
           encoder_weights=config.model.encoder_weights if config.model.supervised else "",

@@ -36,7 +36,7 @@ import optax
 
 from geopose_jax import evaluation
 from geopose_jax import skeleton
-from geopose_jax.body import placement
+from geopose_jax.body import exported, placement
 from geopose_jax.body import procedural, raster, smpl as smpl_lib
 from geopose_jax.errors import ConfigError
 from geopose_jax.models import nvs_synthesis as synthesis
@@ -373,6 +373,23 @@ def train_data(config: ml_collections.ConfigDict, runtime: Runtime):
       labels=multiview.Labels.from_config(config.data))
 
 
+# ------------------------------------------------------------------------ prediction
+def predict_body(state: dict, images, *, predict_fn, body):
+  """uint8 images `(B, H, W, 3)` -> `exported.body_arrays` (H36M-17 joints, theta, beta,
+  vertices; camera frame, mm, the pelvis at the origin)."""
+  reg = state["regressor"]
+  rot, beta, _ = predict_fn(state["nvs"], {"params": reg.params,
+                                           "batch_stats": reg.batch_stats}, images, False)
+  return exported.body_arrays(body, rot, beta)
+
+
+def predict_crops(state: dict, crops: np.ndarray, *, body_fn, runtime: Runtime
+                  ) -> dict[str, np.ndarray]:
+  """uint8 crops `(B, S, S, 3)` (the same on every process) -> `predict_body`'s arrays."""
+  out = body_fn(state, runtime.shard_whole(crops))
+  return {key: runtime.to_host(value) for key, value in out.items()}
+
+
 # ------------------------------------------------------------------------ the task
 def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   """The smpl task for the training loop (see train/task.py)."""
@@ -407,4 +424,10 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
       evaluate=functools.partial(evaluate, config=config, runtime=runtime, step_fn=step_fn),
       eval_splits=("test",),
       visualize=functools.partial(visualize, config=config, fit_fn=fit_fn, body=body),
-      init_from=functools.partial(start_from, source=source, prior_source=prior_source))
+      init_from=functools.partial(start_from, source=source, prior_source=prior_source),
+      predict_images=functools.partial(predict_crops, runtime=runtime, body_fn=jax.jit(
+          functools.partial(predict_body, predict_fn=predict_fn, body=body))),
+      predict_image_size=size, predict_metadata={
+          "model": "SMPL regressor on the frozen NVS latent (the SMPL-from-latent method)",
+          **exported.body_metadata(config.body.model_path)},
+      predict_from_init_from=False)     # init_from gives the NVS network, not the regressor

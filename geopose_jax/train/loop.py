@@ -85,6 +85,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   """
   workdir = pathlib.Path(workdir)
   runtime = mesh_lib.make_runtime(workdir)
+  if mode == "predict":
+    from geopose_jax.train import prediction  # pylint: disable=g-import-not-at-top
+    # A task built on another run names it in its config.json; predict builds the same.
+    prediction.adopt_run_sources(config, workdir)
   resolve_config(config)
   config_checks.check_config(config, mode)
   if mode == "eval":
@@ -96,8 +100,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     return evaluate_checkpoint(config, task, runtime)
   if mode == "predict":
     # Reads the workdir only; writes nothing but config.predict.output.
-    from geopose_jax.train import prediction  # pylint: disable=g-import-not-at-top
-    return prediction.predict(config, build_task(config, runtime), runtime)
+    task = build_task(config, runtime)
+    if prediction.input_kind(task) == "images":
+      from geopose_jax.train import image_prediction  # pylint: disable=g-import-not-at-top
+      return image_prediction.predict(config, task, runtime)
+    return prediction.predict(config, task, runtime)
   lock = workdir_lock.WorkdirLock(workdir)
   if runtime.process_index == 0:
     lock.acquire()

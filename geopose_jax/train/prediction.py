@@ -1,12 +1,20 @@
-"""`--mode=predict`: a trained model on a user's 2D keypoints -> 3D poses, BVH, MP4, GIF.
+"""`--mode=predict`: a trained model on a user's 2D keypoints or images -> 3D poses, BVH,
+MP4, GIF.
 
     python launch.py --config=configs/lifter.py:demo --workdir=runs/lifter_demo \
         --mode=predict --config.predict.input=keypoints.json --config.predict.output=out
+    python launch.py --config=configs/nvs_pose.py:demo --workdir=runs/nvs_pose_demo \
+        --mode=predict --config.predict.input=video.mp4 --config.predict.boxes=boxes.json \
+        --config.predict.output=out
 
-In order, each step checked before the next, so that a mistake stops the run with one line
-and leaves nothing in the output folder:
-  1. the task predicts (`Task.predict`), `predict.input` and `predict.output` are given and
-     the output folder is new (or empty);
+A task takes one kind of input: 2D keypoints (`Task.predict`: lifter, rie) or images, a
+video or a folder of frames (`Task.predict_images`: nvs_pose, smpl; see
+train/image_prediction.py, which follows the same steps on frames; the training loop
+picks the module by `input_kind`). In order, each step
+checked before the next, so that a mistake stops the run with one line and leaves nothing
+in the output folder:
+  1. the task predicts, `predict.input` and `predict.output` are given, the output folder
+     is new (or empty), and the input is of the kind the task takes;
   2. the workdir's run is of this config's task (its config.json);
   3. the input is read (`keypoints.read_keypoints`): every sequence it holds, as H36M-17;
   4. the weights: the workdir's newest checkpoint, checked leaf by leaf against the model
@@ -23,7 +31,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from absl import logging
 import jax
@@ -32,6 +40,7 @@ import numpy as np
 import tqdm
 
 from geopose_jax import export
+from geopose_jax import images
 from geopose_jax import keypoints
 from geopose_jax.errors import CheckpointError, ConfigError, InputError
 from geopose_jax.train import checkpoint as checkpoint_lib
@@ -56,7 +65,7 @@ def predict_in_chunks(predict_batch: Callable[[np.ndarray], np.ndarray], num_ite
   most two compiled shapes and no work on padding beyond the device count.
 
   Args:
-    predict_batch: `(B, ...)` inputs -> `(B, ...)` numpy outputs.
+    predict_batch: `(B, ...)` inputs -> `(B, ...)` numpy outputs, or a dict of them.
     num_items: N.
     make_batch: `(b,)` int item indices -> `(b, ...)` inputs (a slice of frames, the
       temporal windows of those frames, ...).
@@ -65,7 +74,7 @@ def predict_in_chunks(predict_batch: Callable[[np.ndarray], np.ndarray], num_ite
     progress: show a progress bar.
 
   Returns:
-    `(N, ...)` the outputs in item order.
+    `(N, ...)` the outputs in item order (a dict of them for dict outputs).
   """
   if num_items < 1:
     raise InputError("nothing to predict: the sequence has zero frames")
@@ -82,25 +91,45 @@ def predict_in_chunks(predict_batch: Callable[[np.ndarray], np.ndarray], num_ite
       padded = -(-count // num_devices) * num_devices
       if padded != count:
         inputs = np.concatenate([inputs, np.repeat(inputs[-1:], padded - count, axis=0)])
-      result = np.asarray(predict_batch(inputs))[:count]
+      result = predict_batch(inputs)
+      named = result if isinstance(result, Mapping) else {None: result}
+      named = {k: np.asarray(v)[:count] for k, v in named.items()}
       if out is None:
-        out = np.empty((num_items,) + result.shape[1:], result.dtype)
-      out[start:start + count] = result
+        out = {k: np.empty((num_items,) + v.shape[1:], v.dtype) for k, v in named.items()}
+      for key, value in named.items():
+        out[key][start:start + count] = value
       bar.update(count)
-  return out
+  return out if isinstance(result, Mapping) else out[None]
 
 
 # --------------------------------------------------------------------------- checks
+KEYPOINT_TASKS = "lifter (and configs/lifter.py:adapter), rie (and configs/rie.py:tcn)"
+IMAGE_TASKS = "nvs_pose, smpl"
+
+
+def input_kind(task: Task) -> str:
+  """'keypoints' or 'images': what the task predicts from."""
+  return "images" if task.predict is None and task.predict_images is not None else "keypoints"
+
+
 def check_request(config: ml_collections.ConfigDict, task: Task) -> None:
-  """The task predicts, input and output are given, the output folder is new or empty."""
-  if task.predict is None or "predict" not in config:
-    raise ConfigError(f"--mode=predict: task {config.task!r} does not predict from 2D "
-                      "keypoints; the tasks that do: lifter (and configs/lifter.py:adapter), "
-                      "rie (and configs/rie.py:tcn)")
+  """The task predicts, input and output are given, the output folder is new or empty, and
+  the input is of the kind the task takes."""
+  if (task.predict is None and task.predict_images is None) or "predict" not in config:
+    raise ConfigError(f"--mode=predict: task {config.task!r} does not predict; the tasks "
+                      f"that do: from 2D keypoints {KEYPOINT_TASKS}; from a video or "
+                      f"frames {IMAGE_TASKS}")
   p = config.predict
+  kind = input_kind(task)
   if not p.input:
-    raise ConfigError("--mode=predict needs --config.predict.input=PATH: a keypoint file or "
-                      "OpenPose folder (formats: docs/KEYPOINT_FORMATS.md)")
+    raise ConfigError("--mode=predict needs --config.predict.input=PATH: " + (
+        "a video file or a folder of frames (docs/IMAGE_INPUT.md)" if kind == "images" else
+        "a keypoint file or OpenPose folder (formats: docs/KEYPOINT_FORMATS.md)"))
+  check_input_kind(config.task, kind, os.path.expanduser(p.input))
+  if kind == "images" and not p.boxes:
+    raise ConfigError("--mode=predict on images needs --config.predict.boxes=FILE: the "
+                      "person's box in each frame, a box file or a keypoint file of the "
+                      "frames (docs/IMAGE_INPUT.md)")
   if not p.output:
     raise ConfigError("--mode=predict needs --config.predict.output=DIR: a new folder for "
                       "the 3D poses, BVH, MP4 and GIF")
@@ -108,6 +137,24 @@ def check_request(config: ml_collections.ConfigDict, task: Task) -> None:
   if os.path.exists(out) and not (os.path.isdir(out) and not os.listdir(out)):
     raise InputError(f"--config.predict.output={p.output} exists and is not an empty "
                      "folder; choose a new folder or remove it")
+
+
+def check_input_kind(task_name: str, kind: str, path: str) -> None:
+  """One line when `path` is not the kind of input the task predicts from."""
+  if not os.path.exists(path):
+    return   # the reader of the task's kind says what is missing
+  if kind == "keypoints" and images.is_image_input(path):
+    raise InputError(f"task {task_name!r} predicts from 2D keypoints, and "
+                     f"--config.predict.input={path} is a video or a folder of images; "
+                     "give a keypoint file (docs/KEYPOINT_FORMATS.md), or use a task that "
+                     f"predicts from images ({IMAGE_TASKS})")
+  holds_json = os.path.isdir(path) and any(n.endswith(".json") for n in os.listdir(path))
+  if kind == "images" and not images.is_image_input(path) and (
+      holds_json or path.lower().endswith((".json", ".npz", ".npy", ".csv"))):
+    raise InputError(f"task {task_name!r} predicts from images, and "
+                     f"--config.predict.input={path} is a keypoint file without the frames; "
+                     "give the video or a folder of its frames as --config.predict.input "
+                     "and the keypoint file as --config.predict.boxes (docs/IMAGE_INPUT.md)")
 
 
 def check_run_task(config: ml_collections.ConfigDict, workdir: os.PathLike) -> None:
@@ -147,6 +194,33 @@ def read_input(config: ml_collections.ConfigDict) -> list[keypoints.KeypointSequ
     name = base if seen[base] == 1 else f"{base}_{seen[base]}"
     named.append(seq if name == seq.name else dataclasses.replace(seq, name=name))
   return named
+
+
+RUN_SOURCE_KEYS = ("init_from", "prior_from")
+
+
+def adopt_run_sources(config: ml_collections.ConfigDict, workdir: os.PathLike) -> list[str]:
+  """Fills an empty `init_from` / `prior_from` from the workdir run's config.json.
+
+  A task built on another run (nvs_pose and smpl on an nvs run) needs it to build its model
+  (the network's settings come from that run), even when the weights come from the
+  workdir's own checkpoint; the run already names it. Returns the keys taken.
+  """
+  path = os.path.join(os.fspath(workdir), "config.json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    return []           # no run here, or check_run_task reports the unreadable file
+  if not isinstance(saved, dict) or saved.get("task") != config.task:
+    return []
+  taken = []
+  for key in RUN_SOURCE_KEYS:
+    if key in config and not config[key] and saved.get(key):
+      config[key] = str(saved[key])
+      taken.append(key)
+      logging.info("predict: --config.%s=%s, as the run in %s", key, saved[key], workdir)
+  return taken
 
 
 # --------------------------------------------------------------------------- weights

@@ -64,6 +64,12 @@ class Runtime:
       return np.asarray(x)
     return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
 
+  def shard_whole(self, x: np.ndarray) -> jax.Array:
+    """The same numpy `(B, ...)` on every host -> a global array sharded over `data` (each
+    device takes its slice; B a multiple of the device count)."""
+    x = np.asarray(x)
+    return jax.make_array_from_process_local_data(self.data_sharding, x, x.shape)
+
   def shard_batch(self, batch: Batch) -> PyTree:
     """Process-local numpy batch -> global jax.Arrays sharded over `data`."""
     return jax.tree.map(
@@ -105,6 +111,12 @@ class Task:
       any other (N, ...) per-frame arrays to export}, for `--mode=predict`
       (train/prediction.py); every process calls it. None if the task cannot predict from
       2D keypoints.
+    predict_images: (state, crops `(B, S, S, 3)` uint8, the same on every process) ->
+      {'pose_3d_mm': (B, 17, 3) camera-frame mm, and any other (B, ...) per-frame arrays},
+      for `--mode=predict` on a video or a folder of frames: train/image_prediction.py
+      crops the frames (S = `predict_image_size`) and streams them through it in batches
+      (B a multiple of the device count). None if the task does not predict from images.
+    predict_image_size: S, the side of the square crops `predict_images` takes.
     predict_metadata: what a reader of the predicted files must know (units, where the
       root is, how a scale-free pose was given a size); written into each poses_3d.json.
     predict_from_init_from: whether `init` + `init_from` alone (no checkpoint in the
@@ -119,5 +131,7 @@ class Task:
   visualize: Callable[[PyTree, pathlib.Path, int], Mapping[str, np.ndarray]] | None = None
   init_from: Callable[[PyTree], PyTree] | None = None
   predict: Callable[[PyTree, Any], Mapping[str, np.ndarray]] | None = None
+  predict_images: Callable[[PyTree, np.ndarray], Mapping[str, np.ndarray]] | None = None
+  predict_image_size: int = 0
   predict_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   predict_from_init_from: bool = True
