@@ -6,7 +6,6 @@ import pytest
 from data_prep import build
 from data_prep.humaneva import calibration
 from data_prep.humaneva import humaneva_dataset_builder as builder_lib
-from geopose_jax import skeleton
 from geopose_jax.errors import DatasetError
 import fake_humaneva  # tests/ is on sys.path under pytest
 

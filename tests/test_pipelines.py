@@ -3,7 +3,6 @@
 import itertools
 import json
 
-import ml_collections
 import numpy as np
 import pytest
 

@@ -6,7 +6,6 @@ import pathlib
 
 import numpy as np
 
-from geopose_jax.data import motion
 from geopose_jax.data import motion_plan
 from geopose_jax.geometry import cameras
 from geopose_jax.keypoints import read_keypoints
