@@ -301,6 +301,23 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict, int]:
     it wants (an encoder, a prior) from a run of another task.
   """
   step_dir, step = _resolve_checkpoint_path(path)
+  given_step = pathlib.Path(path).expanduser().absolute() == step_dir
+  try:
+    return _read_state_dict(step_dir), step
+  except CheckpointError as error:
+    earlier = sorted(int(p.name) for p in step_dir.parent.iterdir()
+                     if p.name.isdigit() and int(p.name) < step and (p / STATE).is_dir())
+    if given_step or not earlier:
+      raise
+    # As the loop's own restore does: an unreadable newest step (a save cut short) gives way
+    # to the previous one, said aloud.
+    message = f"{error}; reading the previous checkpoint, step {earlier[-1]}, instead"
+    logging.warning("%s", message)
+    print(message, flush=True)
+    return load_state_dict(step_dir.parent / str(earlier[-1]))
+
+
+def _read_state_dict(step_dir: pathlib.Path) -> dict:
   checkpointer = ocp.StandardCheckpointer()
   try:
     metadata = checkpointer.metadata(step_dir / STATE)
@@ -312,4 +329,4 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict, int]:
     restored = checkpointer.restore(step_dir / STATE, abstract)
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f"cannot read checkpoint {step_dir / STATE}: {type(e).__name__}: {e}") from e
-  return jax.tree.map(np.asarray, restored), step
+  return jax.tree.map(np.asarray, restored)
