@@ -233,3 +233,29 @@ def small_nvs_model(**overrides):
   if unknown:
     raise ValueError(f"unknown NVSModel fields {sorted(unknown)}")
   return nvs.NVSModel(**{**SMALL_NVS_CONFIG, **overrides})
+
+
+def smpl_forward_kinematics(theta, rest):
+  """(72,) axis-angle on a (24, 3) SMPL rest skeleton -> (24, 3) joints, as a numpy loop over
+  the kinematic tree (an independent reference for the jnp body code)."""
+  from scipy.spatial.transform import Rotation  # pylint: disable=g-import-not-at-top
+  from geopose_jax import skeleton  # pylint: disable=g-import-not-at-top
+  rot = Rotation.from_rotvec(np.asarray(theta).reshape(24, 3)).as_matrix()
+  world, joints = [None] * 24, np.zeros((24, 3))
+  for j, p in enumerate(skeleton.SMPL_PARENTS):
+    if p < 0:
+      world[j], joints[j] = rot[j], rest[j]
+    else:
+      world[j] = world[p] @ rot[j]
+      joints[j] = joints[p] + world[p] @ (rest[j] - rest[p])
+  return joints
+
+
+def save_finished_run(workdir, config, state):
+  """A workdir as a finished run leaves it: config.json and a checkpoint of `state` at step 1."""
+  from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  workdir.mkdir(parents=True)
+  (workdir / "config.json").write_text(config.to_json_best_effort())
+  saver = checkpoint.Checkpointer(workdir, async_save=False)
+  saver.save(1, state)
+  saver.close()

@@ -19,18 +19,10 @@ from geopose_jax.errors import ConfigError, InputError
 from geopose_jax.geometry import crops
 from geopose_jax.models import nvs_synthesis as synthesis
 from geopose_jax.tasks import nvs_pose, smpl as smpl_task
-from geopose_jax.train import checkpoint, loop, prediction
+from geopose_jax.train import loop, prediction
 import fake_poses  # tests/ is on sys.path under pytest
 
 W, H, N = 64, 48, 5
-
-
-def _save_run(workdir, config, state):
-  workdir.mkdir(parents=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort())
-  saver = checkpoint.Checkpointer(workdir, async_save=False)
-  saver.save(1, state)
-  saver.close()
 
 
 def _tiny(config):
@@ -46,8 +38,8 @@ def nvs_run(tmp_path_factory):
   nvs_cfg = _tiny(nvs_config.get_config("demo"))
   model = synthesis.build_model(nvs_cfg.model.net)
   variables = jax.jit(lambda key: synthesis.init_variables(model, 16, key))(jax.random.key(0))
-  _save_run(root / "nvs", nvs_cfg, {"params": variables["params"],
-                                    "batch_stats": variables["batch_stats"]})
+  fake_poses.save_finished_run(root / "nvs", nvs_cfg, {"params": variables["params"],
+                                                       "batch_stats": variables["batch_stats"]})
   return root, model
 
 
@@ -65,7 +57,7 @@ def runs(nvs_run):
   rng = np.random.default_rng(0)
   state = nvs_pose.put_statistics(state, *nvs_pose.pose_statistics(
       rng.normal(size=(20, 17, 3)) * 300))
-  _save_run(root / "nvs_pose", pose_cfg, state)
+  fake_poses.save_finished_run(root / "nvs_pose", pose_cfg, state)
   return root, pose_cfg
 
 
@@ -80,7 +72,7 @@ def smpl_run(nvs_run):
   regressor = smpl_task.build_regressor(smpl_cfg)
   smpl_state = smpl_task.init(jax.random.key(2), model=model, regressor=regressor,
                               image_size=16, optim_config=smpl_cfg.optim, prior=None)
-  _save_run(root / "smpl", smpl_cfg, smpl_state)
+  fake_poses.save_finished_run(root / "smpl", smpl_cfg, smpl_state)
   return root, smpl_cfg
 
 

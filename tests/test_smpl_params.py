@@ -20,6 +20,7 @@ from geopose_jax.data import motion_library
 from geopose_jax.data import motion_plan
 from geopose_jax.data import vocab
 from geopose_jax.errors import InputError
+import fake_poses  # tests/ is on sys.path under pytest
 
 PARENTS = skeleton.SMPL_PARENTS
 NAMES = skeleton.SMPL_JOINT_NAMES
@@ -31,16 +32,7 @@ VARIANT_CLIPS = ("02_03", "10_04", "94_01", "12_01", "60_01")
 
 def smpl_joints(theta):
   """(72,) axis-angle on the procedural rest skeleton -> (24, 3) joints (numpy loop)."""
-  rest, _ = procedural.rest_skeleton()
-  rot = Rotation.from_rotvec(theta.reshape(24, 3)).as_matrix()
-  world, joints = [None] * 24, np.zeros((24, 3))
-  for j, p in enumerate(PARENTS):
-    if p < 0:
-      world[j], joints[j] = rot[j], rest[j]
-    else:
-      world[j] = world[p] @ rot[j]
-      joints[j] = joints[p] + world[p] @ (rest[j] - rest[p])
-  return joints
+  return fake_poses.smpl_forward_kinematics(theta, procedural.rest_skeleton()[0])
 
 
 def cmu_pose(clip, frame):

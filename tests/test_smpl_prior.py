@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.io
-from scipy.spatial.transform import Rotation
 
 from configs import smpl_prior as prior_config
 from data_prep import smpl_params
@@ -14,6 +13,7 @@ from data_prep.smpl_params import cmu, surreal
 from geopose_jax import skeleton
 from geopose_jax.body import procedural
 from geopose_jax.tasks import smpl_prior
+import fake_poses  # tests/ is on sys.path under pytest
 
 PARENTS = skeleton.SMPL_PARENTS
 
@@ -54,24 +54,11 @@ def test_surreal_errors_name_the_file(tmp_path):
     surreal.find_info_files(tmp_path / "empty")
 
 
-def forward_kinematics(theta, rest):
-  """(24, 3) axis-angle on the (24, 3) rest skeleton -> (24, 3) joints (numpy loop)."""
-  rot = Rotation.from_rotvec(theta.reshape(24, 3)).as_matrix()
-  world, joints = [None] * 24, np.zeros((24, 3))
-  for j, p in enumerate(PARENTS):
-    if p < 0:
-      world[j], joints[j] = rot[j], rest[j]
-    else:
-      world[j] = world[p] @ rot[j]
-      joints[j] = joints[p] + world[p] @ (rest[j] - rest[p])
-  return joints
-
-
 def test_mirrored_parameters_give_the_mirror_image():
   rest, _ = procedural.rest_skeleton()                 # left-right symmetric
   theta = np.random.default_rng(0).normal(size=72) * 0.5
-  mirrored = forward_kinematics(cmu.mirror_axis_angle(theta), rest)
-  want = forward_kinematics(theta, rest)[list(skeleton.SMPL_FLIP_PERMUTATION)] * [-1, 1, 1]
+  mirrored = fake_poses.smpl_forward_kinematics(cmu.mirror_axis_angle(theta), rest)
+  want = fake_poses.smpl_forward_kinematics(theta, rest)[list(skeleton.SMPL_FLIP_PERMUTATION)] * [-1, 1, 1]
   np.testing.assert_allclose(mirrored, want, atol=1e-9)
   np.testing.assert_allclose(cmu.mirror_axis_angle(cmu.mirror_axis_angle(theta)), theta)
 

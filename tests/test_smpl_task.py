@@ -53,15 +53,6 @@ def test_select_view_matches_indexing():
   np.testing.assert_array_equal(smpl_task.select_view(x, view), x[jnp.arange(3), view])
 
 
-def _save_run(workdir, config, state):
-  """A workdir as a finished run leaves it: config.json and a checkpoint of `state`."""
-  workdir.mkdir(parents=True)
-  (workdir / "config.json").write_text(config.to_json_best_effort())
-  saver = checkpoint.Checkpointer(workdir, async_save=False)
-  saver.save(1, state)
-  saver.close()
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """Tiny data, an NVS run's and a prior run's workdirs (initial weights, saved as the
@@ -71,12 +62,12 @@ def runs(tmp_path_factory):
   nvs_cfg = _common(nvs_config.get_config("demo"), str(root / "data"), name, steps=1)
   model = synthesis.build_model(nvs_cfg.model.net)
   variables = jax.jit(lambda key: synthesis.init_variables(model, 16, key))(jax.random.key(0))
-  _save_run(root / "nvs", nvs_cfg, {"params": variables["params"],
-                                    "batch_stats": variables["batch_stats"]})
+  fake_poses.save_finished_run(root / "nvs", nvs_cfg, {"params": variables["params"],
+                                                       "batch_stats": variables["batch_stats"]})
   prior_cfg = prior_config.get_config("demo")
   prior_cfg.model.disc_features, prior_cfg.model.generator_hidden = 16, 8
   prior_state = jax.jit(lambda key: smpl_prior.init_state(prior_cfg, key))(jax.random.key(1))
-  _save_run(root / "prior", prior_cfg, prior_state)
+  fake_poses.save_finished_run(root / "prior", prior_cfg, prior_state)
   return root, name
 
 
