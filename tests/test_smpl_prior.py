@@ -15,7 +15,6 @@ from geopose_jax.body import procedural
 from geopose_jax.tasks import smpl_prior
 import fake_poses  # tests/ is on sys.path under pytest
 
-PARENTS = skeleton.SMPL_PARENTS
 
 
 def write_info(path, num_frames, seed):
