@@ -14,6 +14,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from geopose_jax.models.dropout import Dropout
 from geopose_jax.models.lifter import ResidualBlock, dense_init
 
 
@@ -33,7 +34,7 @@ class PoseDiscriminator(nn.Module):
   def __call__(self, pose_2d: jax.Array, train: bool = False) -> jax.Array:
     y = pose_2d.reshape(pose_2d.shape[:-2] + (-1,))
     y = nn.relu(nn.Dense(self.features, kernel_init=dense_init)(y))
-    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    y = Dropout(self.dropout, deterministic=not train)(y)
     for _ in range(self.num_blocks):
       y = ResidualBlock(self.features, self.dropout, use_batch_norm=False)(y, train)
     return nn.Dense(1, kernel_init=dense_init)(y)[..., 0]

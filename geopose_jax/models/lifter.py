@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from geopose_jax.models.dropout import Dropout
+
 ROOT = 0
 NUM_JOINTS = 17
 
@@ -100,7 +102,7 @@ class ResidualBlock(nn.Module):
       if self.use_batch_norm:
         y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(y)
       y = nn.relu(y)
-      y = nn.Dropout(self.dropout, deterministic=not train)(y)
+      y = Dropout(self.dropout, deterministic=not train)(y)
     return x + y
 
 
@@ -134,7 +136,7 @@ class Lifter(nn.Module):
     y = nn.Dense(self.features, kernel_init=dense_init)(y)
     y = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(y)
     y = nn.relu(y)
-    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    y = Dropout(self.dropout, deterministic=not train)(y)
     for _ in range(self.num_blocks):
       y = ResidualBlock(self.features, self.dropout)(y, train)
     # A near-zero head: the untrained lifter is close to the constant-depth lift (every joint

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from geopose_jax.models import resnet
+from geopose_jax.models.dropout import Dropout
 from geopose_jax.models.resize import upsample2x_align_corners
 
 Dtype = Any
@@ -259,7 +260,7 @@ class NVSModel(nn.Module):
         self.frozen_stem_batch_stats, self.dtype)
     self.from_latent = _dense(self.geometry_channels * self.bottleneck_size ** 2, latent_dim,
                               self.dtype)
-    self.latent_dropout = nn.Dropout(self.dropout)
+    self.latent_dropout = Dropout(self.dropout)
     channels = self.decoder_channels
     self.conv_1_stage_bg0 = ConvPair(channels[0], True, self.dtype)
     for i in range(1, len(channels)):

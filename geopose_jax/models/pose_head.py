@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from geopose_jax.models import resnet
+from geopose_jax.models.dropout import Dropout
 
 
 def _torch_dense(features: int, name: str, fan_in: int, dtype: Any) -> nn.Dense:
@@ -46,10 +47,10 @@ class PoseHead(nn.Module):
     index = 3
     # As the original: each further hidden layer is [Dropout, Linear, ReLU, BN, Dropout].
     for _ in range(self.num_hidden - 1):
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = Dropout(self.dropout, deterministic=not train)(x)
       x = nn.relu(dense(self.hidden_dim, str(index + 1), x.shape[-1])(x))
       x = resnet.batch_norm(train, self.dtype, str(index + 3), bn_init)(x)
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = Dropout(self.dropout, deterministic=not train)(x)
       index += 5
     x = dense(self.output_dim, str(index), x.shape[-1])(x)
     return x.astype(jnp.float32)

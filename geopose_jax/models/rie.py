@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from geopose_jax.models.dropout import Dropout
 from geopose_jax.models.tcn import (BatchNorm, TemporalEncoder, check_filter_widths, leaky_relu,
                                     reshape_keep_batch, target_index, torch_bias_init,
                                     torch_kernel_init)
@@ -84,7 +85,7 @@ class FCBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    drop = nn.Dropout(self.dropout, deterministic=not train)
+    drop = Dropout(self.dropout, deterministic=not train)
 
     def layer(y, name):
       y = nn.Dense(self.hidden, kernel_init=torch_kernel_init,

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from geopose_jax.models.dropout import Dropout
+
 # PyTorch's default initialisers: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -160,7 +162,7 @@ class TemporalEncoder(nn.Module):
     if x.ndim != 3 or x.shape[1] % field:
       raise ValueError(f"expected (B, T, C) with T a multiple of the receptive field {field}, "
                        f"got shape {x.shape}")
-    drop = nn.Dropout(self.dropout, deterministic=not train)
+    drop = Dropout(self.dropout, deterministic=not train)
 
     def act_bn(y, name):
       return drop(self.activation(BatchNorm(name=name)(y, train, bn_momentum)))
