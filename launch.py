@@ -36,8 +36,6 @@ flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() even wh
 flags.mark_flags_as_required(["config"])
 
 
-
-
 def _multihost_detected() -> bool:
   hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
   if "," in hosts:
@@ -53,6 +51,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax and Grain are chatty at INFO.
+  from geopose_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.apply(flags.FLAGS.config.task)  # before JAX starts its CPU client
   import jax  # pylint: disable=g-import-not-at-top
   if flags.FLAGS.multihost or _multihost_detected():
     jax.distributed.initialize()

@@ -4,6 +4,7 @@ r"""Throughput and memory of the NVS network (Rhodin et al. 2018): train step an
     python benchmarks/nvs.py --variant=demo           # the demo network of configs/nvs.py:demo
     python benchmarks/nvs.py --dtype=bfloat16         # mixed precision (GPU/TPU)
     python benchmarks/nvs.py --steps=3 --out=nvs_bench.json
+    python benchmarks/nvs.py --batch_size=16 --profile=/tmp/nvs_trace   # + top ops by time
 
 One train step is the nvs task's own jitted step (`loop.jit_train_step` on the task that
 configs/nvs.py builds, the function training runs): the original's random batch
@@ -13,7 +14,8 @@ ResNet-18), the gradient of the trained parameters (conv1..layer2 frozen, as the
 and an Adam update; --dtype sets the NVS network's computation dtype. Inference is the
 evaluation path: encode + rotate + decode in eval mode; `encode` alone is the pose path.
 Inputs are random; the timings do not depend on their values. Runs on the task's mesh (every
-local device); JSON goes to stdout and to --out.
+local device); JSON goes to stdout and to --out. With --profile DIR, a `jax.profiler` trace of
+a few train steps is written there and the step's top operations by time go into the JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import report  # noqa: E402  (benchmarks/report.py, beside this script)
+import profiling  # noqa: E402  (benchmarks/profiling.py, beside this script)
+import report  # noqa: E402
+
+from geopose_jax import xla_flags  # noqa: E402
+
+xla_flags.apply("nvs")  # the settings launch.py gives this task, before JAX starts
 
 from geopose_jax.models import nvs  # noqa: E402
 from geopose_jax.models import nvs_synthesis as synthesis  # noqa: E402
@@ -128,7 +135,7 @@ def _memory(compiled) -> dict[str, int]:
 
 
 def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int = 1,
-        dtype: str = "float32") -> dict:
+        dtype: str = "float32", profile_dir: str = "", profile_steps: int = 2) -> dict:
   fields, default_batch = network_config(variant)
   batch_size = batch_size or default_batch
   if batch_size % 4:
@@ -153,6 +160,12 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
 
   step_s, step_cpu_s = _time(one_step, warmup, steps)
   train_memory = _memory(compiled)
+  profile = {}
+  if profile_dir:
+    path = profiling.trace(one_step, profile_steps, profile_dir)
+    hlo_path = profiling.write_text(path.parent / "train_step.hlo.txt", compiled.as_text())
+    profile = {"trace": str(path), "hlo": str(hlo_path), "steps": profile_steps,
+               **profiling.top_operations(path, compiled.as_text(), profile_steps)}
 
   trained = holder["state"]
   variables = {"params": trained.params, "batch_stats": trained.batch_stats}
@@ -206,6 +219,7 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
       "device_peak_bytes": int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats
                            else None,
       "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      **({"profile": profile} if profile else {}),
   }
 
 
@@ -217,11 +231,14 @@ def main(argv=None) -> dict:
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="computation dtype (parameters stay float32)")
+  parser.add_argument("--profile", default="", metavar="DIR",
+                      help="write a jax.profiler trace of 2 train steps under DIR and report "
+                           "the top operations by time")
   parser.add_argument("--out", default="", help="also write the JSON here")
   args = parser.parse_args(argv)
   if args.batch_size < 0 or args.steps < 1:
     parser.error("--batch_size must be >= 0 and --steps positive")
-  result = run(args.variant, args.batch_size, args.steps, args.warmup, args.dtype)
+  result = run(args.variant, args.batch_size, args.steps, args.warmup, args.dtype, args.profile)
   return report.emit(result, args.out)
 
 

@@ -19,7 +19,22 @@ def device_facts() -> dict:
       "num_devices": jax.device_count(), "host_cpus": os.cpu_count(),
       "machine": platform.machine(), "jax_version": jax.__version__,
       "load_average_1min": round(os.getloadavg()[0], 2),
+      "cpu": _cpu_model(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
+
+
+def _cpu_model() -> str:
+  """The host CPU's model name and widest vector extension (Linux), e.g. 'AMD EPYC, avx2'."""
+  try:
+    text = pathlib.Path("/proc/cpuinfo").read_text()
+  except OSError:
+    return platform.processor()
+  name = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+               if line.startswith("model name")), platform.processor())
+  flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                if line.startswith("flags")), [])
+  vector = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
+  return f"{name}, {vector}"
 
 
 def emit(result: dict, out: str = "") -> dict:

@@ -72,7 +72,10 @@ def test_batch_norm_uses_pytorch_eps_and_momentum():
   mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
   np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(updated["batch_stats"]["bn"]["mean"], 0.1 * mean, rtol=1e-5)
-  np.testing.assert_allclose(updated["batch_stats"]["bn"]["var"], 0.9 + 0.1 * var, rtol=1e-5)
+  # PyTorch updates the running variance with the unbiased batch variance.
+  unbiased = x.var(axis=(0, 1, 2), ddof=1)
+  np.testing.assert_allclose(updated["batch_stats"]["bn"]["var"], 0.9 + 0.1 * unbiased,
+                             rtol=1e-5)
   y_eval = _BN().apply(variables, x, False)
   np.testing.assert_allclose(y_eval, x / np.sqrt(1 + 1e-5), rtol=1e-5)
 

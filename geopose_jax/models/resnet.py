@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from geopose_jax.models.batch_norm import BatchNorm
+
 Dtype = Any
 
 # He-normal with fan-out: the initialisation of torchvision's and the original's ResNets.
@@ -44,10 +46,9 @@ torch04_batch_norm_scale_init = nn.initializers.uniform(1.0)
 
 
 def batch_norm(train: bool, dtype: Dtype, name: str,
-               scale_init: nn.initializers.Initializer = nn.initializers.ones) -> nn.BatchNorm:
+               scale_init: nn.initializers.Initializer = nn.initializers.ones) -> BatchNorm:
   """BatchNorm with PyTorch's defaults; `train` uses and updates batch statistics."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, scale_init=scale_init, name=name)
+  return BatchNorm(use_running_average=not train, dtype=dtype, scale_init=scale_init, name=name)
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, use_bias: bool = False,

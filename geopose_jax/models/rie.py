@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from geopose_jax.models.dropout import Dropout
-from geopose_jax.models.tcn import (BatchNorm, TemporalEncoder, check_filter_widths, leaky_relu,
+from geopose_jax.models.batch_norm import BatchNorm
+from geopose_jax.models.tcn import (TemporalEncoder, check_filter_widths, leaky_relu,
                                     reshape_keep_batch, target_index, torch_bias_init,
                                     torch_kernel_init)
 
@@ -90,7 +91,7 @@ class FCBlock(nn.Module):
     def layer(y, name):
       y = nn.Dense(self.hidden, kernel_init=torch_kernel_init,
                    bias_init=torch_bias_init(y.shape[-1]), name=name)(y)
-      return drop(leaky_relu(BatchNorm(name=f"{name}_bn")(y, train, 0.1)))
+      return drop(leaky_relu(BatchNorm(name=f"{name}_bn")(y, not train)))
 
     x = layer(x, "fc_in")
     for i in range(self.num_blocks):

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from geopose_jax.models.batch_norm import BatchNorm
 from geopose_jax.models.dropout import Dropout
 
 # PyTorch's default initialisers: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -56,37 +57,6 @@ def target_index(filter_widths: Sequence[int], causal: bool) -> int:
   """Index inside a window of the frame the model predicts: the centre, or the last if causal."""
   field = receptive_field(filter_widths)
   return field - 1 if causal else field // 2
-
-
-class BatchNorm(nn.Module):
-  """BatchNorm over every axis but the last, with PyTorch's conventions.
-
-  `momentum` is PyTorch's: the weight of the new batch statistic in the running average (so
-  Flax's momentum is 1 - momentum); it is a call argument so that a schedule can change it
-  during training. The running variance is updated with the unbiased batch variance and the
-  batch is normalised with the biased one, as PyTorch does; epsilon 1e-5.
-  """
-  epsilon: float = 1e-5
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool, momentum: float | jax.Array = 0.1) -> jax.Array:
-    features = x.shape[-1]
-    scale = self.param("scale", nn.initializers.ones, (features,))
-    bias = self.param("bias", nn.initializers.zeros, (features,))
-    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
-    if train:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(x, axis=axes)
-      var = jnp.mean(jnp.square(x - mean), axis=axes)
-      if not self.is_initializing():
-        count = math.prod(x.shape[:-1])
-        unbiased = var * (count / max(count - 1, 1))
-        ra_mean.value = (1.0 - momentum) * ra_mean.value + momentum * mean
-        ra_var.value = (1.0 - momentum) * ra_var.value + momentum * unbiased
-    else:
-      mean, var = ra_mean.value, ra_var.value
-    return (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
 
 
 class StridedConv(nn.Module):
@@ -165,7 +135,7 @@ class TemporalEncoder(nn.Module):
     drop = Dropout(self.dropout, deterministic=not train)
 
     def act_bn(y, name):
-      return drop(self.activation(BatchNorm(name=name)(y, train, bn_momentum)))
+      return drop(self.activation(BatchNorm(name=name)(y, not train, bn_momentum)))
 
     x = act_bn(StridedConv(self.channels, widths[0], name="expand_conv")(x), "expand_bn")
     for i, width in enumerate(widths[1:]):
