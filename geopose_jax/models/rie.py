@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geopose_jax.models.dropout import Dropout
 from geopose_jax.models.batch_norm import BatchNorm
+from geopose_jax.models.dropout import Dropout
 from geopose_jax.models.tcn import (TemporalEncoder, check_filter_widths, leaky_relu,
                                     reshape_keep_batch, target_index, torch_bias_init,
                                     torch_kernel_init)
