@@ -18,8 +18,15 @@ from geopose_jax import xla_flags  # noqa: E402
 xla_flags.apply("nvs")  # as launch.py sets it for the convolutional tasks, the slowest tests
 os.environ["GEOPOSE_DATA_DIR"] = tempfile.mkdtemp(prefix="geopose_test_data_")
 atexit.register(shutil.rmtree, os.environ["GEOPOSE_DATA_DIR"], ignore_errors=True)
+# One XLA compilation cache for the session, in a fresh folder (so nothing carries over from
+# an earlier session): tests that build the same tiny networks, and the runs a test launches
+# as subprocesses, compile each identical step once.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="geopose_test_jit_cache_")
+atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 import pytest  # noqa: E402
 
 import data_prep  # noqa: E402,F401  (registers the dataset builders, as launch.py does)

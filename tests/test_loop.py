@@ -153,18 +153,18 @@ def test_unknown_config_key_fails_with_one_line():
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-  common = ["--config=configs/toy.py", "--config.train.steps=1500", "--config.train.log_every=25",
+  common = ["--config=configs/toy.py", "--config.train.steps=400", "--config.train.log_every=25",
             "--config.train.checkpoint_every=25", "--config.train.eval_every=0",
             "--config.train.progress_bar=False"]
   proc = _launch(common + [f"--workdir={tmp_path / 'killed'}"])
   checkpoints = tmp_path / "killed" / "checkpoints"
   deadline = time.time() + 120
-  while not (checkpoints / "100").is_dir() and proc.poll() is None and time.time() < deadline:
+  while not (checkpoints / "50").is_dir() and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   killed_at = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
-  assert killed_at < 1500, "the run finished before it could be killed"
+  assert killed_at < 400, "the run finished before it could be killed"
   for args in ([f"--workdir={tmp_path / 'killed'}"], [f"--workdir={tmp_path / 'straight'}"]):
     proc = _launch(common + args)
     out, _ = proc.communicate(timeout=300)
