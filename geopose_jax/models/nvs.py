@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from geopose_jax.models import conv as conv_ops
 from geopose_jax.models import resnet
 from geopose_jax.models.dropout import Dropout
 from geopose_jax.models.resize import upsample2x_align_corners
@@ -95,7 +96,8 @@ def _decoder_conv(features: int, kernel: int, fan_in: int, dtype: Dtype, name: s
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), dtype=dtype,
                  kernel_init=resnet.torch_default_kernel_init,
-                 bias_init=resnet.torch_default_bias_init(fan_in * kernel * kernel), name=name)
+                 bias_init=resnet.torch_default_bias_init(fan_in * kernel * kernel), name=name,
+                 conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 def _dense(features: int, fan_in: int, dtype: Dtype) -> nn.Dense:
@@ -170,7 +172,8 @@ class ToVector(nn.Module):
     pad3, pad5 = (1, 2) if self.padded else (0, 0)
     x = nn.Conv(self.channels[0], (3, 3), padding=((pad3, pad3), (pad3, pad3)), dtype=self.dtype,
                 kernel_init=resnet.resnet_conv_init,
-                bias_init=resnet.torch_default_bias_init(9 * x.shape[-1]), name="0")(x)
+                bias_init=resnet.torch_default_bias_init(9 * x.shape[-1]), name="0",
+                conv_general_dilated=conv_ops.conv_general_dilated)(x)
     x = nn.relu(resnet.batch_norm(train, self.dtype, "1")(x))
     x = resnet.conv(self.channels[1], 5, 2, pad5, dtype=self.dtype, name="3")(x)
     return nn.sigmoid(resnet.batch_norm(train, self.dtype, "4")(x))

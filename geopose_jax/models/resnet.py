@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from geopose_jax.models import conv as conv_ops
 from geopose_jax.models.batch_norm import BatchNorm
 
 Dtype = Any
@@ -57,7 +58,8 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, use_bias
   """A PyTorch-style Conv2d in NHWC: square kernel, symmetric zero padding."""
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)), use_bias=use_bias,
-                 dtype=dtype, kernel_init=kernel_init, name=name)
+                 dtype=dtype, kernel_init=kernel_init, name=name,
+                 conv_general_dilated=conv_ops.conv_general_dilated)
 
 
 def _max_pool_by_slices(x: jax.Array) -> jax.Array:
