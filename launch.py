@@ -51,7 +51,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax and Grain are chatty at INFO.
+  from geopose_jax import host_memory  # pylint: disable=g-import-not-at-top
   from geopose_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  host_memory.keep_freed_memory()  # before the first large allocation
   xla_flags.apply(flags.FLAGS.config.task)  # before JAX starts its CPU client
   import jax  # pylint: disable=g-import-not-at-top
   if flags.FLAGS.multihost or _multihost_detected():

@@ -37,9 +37,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import profiling  # noqa: E402  (benchmarks/profiling.py, beside this script)
 import report  # noqa: E402
 
+from geopose_jax import host_memory  # noqa: E402
 from geopose_jax import xla_flags  # noqa: E402
 
-xla_flags.apply("nvs")  # the settings launch.py gives this task, before JAX starts
+# The settings launch.py gives this task, before JAX starts.
+host_memory.keep_freed_memory()
+xla_flags.apply("nvs")
 
 from geopose_jax.models import nvs  # noqa: E402
 from geopose_jax.models import nvs_synthesis as synthesis  # noqa: E402

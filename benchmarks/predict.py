@@ -30,6 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from geopose_jax import host_memory  # noqa: E402
+
+host_memory.keep_freed_memory()  # as launch.py does, before the first large allocation
+
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from configs import lifter as lifter_config  # noqa: E402

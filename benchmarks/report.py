@@ -10,6 +10,8 @@ import tempfile
 
 import jax
 
+from geopose_jax import host_memory
+
 
 def device_facts() -> dict:
   """The machine a number was measured on: device, platform, host CPUs, load, versions."""
@@ -20,6 +22,7 @@ def device_facts() -> dict:
       "machine": platform.machine(), "jax_version": jax.__version__,
       "load_average_1min": round(os.getloadavg()[0], 2),
       "cpu": _cpu_model(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "keep_freed_memory": host_memory.applied,
   }
 
 

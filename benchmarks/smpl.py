@@ -24,6 +24,10 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from geopose_jax import host_memory  # noqa: E402
+
+host_memory.keep_freed_memory()  # as launch.py does, before the first large allocation
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -13,8 +13,10 @@ import tempfile
 # Must be set before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+from geopose_jax import host_memory  # noqa: E402
 from geopose_jax import xla_flags  # noqa: E402
 
+host_memory.keep_freed_memory()  # as launch.py does
 xla_flags.apply("nvs")  # as launch.py sets it for the convolutional tasks, the slowest tests
 os.environ["GEOPOSE_DATA_DIR"] = tempfile.mkdtemp(prefix="geopose_test_data_")
 atexit.register(shutil.rmtree, os.environ["GEOPOSE_DATA_DIR"], ignore_errors=True)

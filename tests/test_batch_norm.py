@@ -63,3 +63,44 @@ def test_statistics_of_a_sharded_batch_are_those_of_the_whole_batch(four_devices
   mean, mean_sq = jax.jit(batch_norm.moments)(sharded)
   np.testing.assert_allclose(mean, x.reshape(-1, 6).mean(0), rtol=1e-5)
   np.testing.assert_allclose(mean_sq, (x.reshape(-1, 6) ** 2).mean(0), rtol=1e-5)
+
+
+def _scale_and_bias_gradients(x, weights):
+  """d/d(scale, bias) of sum(BatchNorm(x) * weights): ours, and the textbook formula."""
+  bn = batch_norm.BatchNorm(scale_init=lambda *a: jnp.asarray([0.5, 2.0, -1.0]))
+  variables = bn.init(jax.random.key(0), x, use_running_average=False)
+
+  def ours(params):
+    y, _ = bn.apply({**variables, "params": params}, x, use_running_average=False,
+                    mutable=["batch_stats"])
+    return jnp.sum(y * weights)
+
+  def reference(params):
+    mean = x.mean((0, 1))
+    var = jnp.mean(jnp.square(x - mean), (0, 1))
+    y = (x - mean) / jnp.sqrt(var + 1e-5) * params["scale"] + params["bias"]
+    return jnp.sum(y * weights)
+
+  return jax.jit(jax.grad(ours))(variables["params"]), jax.grad(reference)(variables["params"])
+
+
+def test_scale_and_bias_gradients_are_the_channel_sums():
+  x = jax.random.normal(jax.random.key(4), (8, 5, 3)) * 2.0 + 0.3
+  weights = jax.random.normal(jax.random.key(5), x.shape)
+  ours, reference = _scale_and_bias_gradients(x, weights)
+  np.testing.assert_allclose(ours["scale"], reference["scale"], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ours["bias"], reference["bias"], rtol=1e-5, atol=1e-5)
+  # By hand: d bias = sum of the weights over all but the channel axis.
+  np.testing.assert_allclose(ours["bias"], np.asarray(weights).reshape(-1, 3).sum(0), rtol=1e-5)
+
+
+def test_scale_and_bias_gradients_of_a_sharded_batch(four_devices):
+  mesh = jax.make_mesh((4,), ("data",))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  x = jax.random.normal(jax.random.key(6), (8, 5, 3))
+  weights = jax.random.normal(jax.random.key(7), x.shape)
+  with jax.set_mesh(mesh):
+    ours, reference = _scale_and_bias_gradients(jax.device_put(x, sharding),
+                                                jax.device_put(weights, sharding))
+  np.testing.assert_allclose(ours["scale"], reference["scale"], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ours["bias"], reference["bias"], rtol=1e-5, atol=1e-5)

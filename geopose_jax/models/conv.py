@@ -9,11 +9,11 @@ HWIO kernels; two cases are computed differently because XLA's CPU backend is sl
   additions, BatchNorm and ReLU) into that transposition and recomputes them there in an
   order that reads memory with a stride of a whole image.
 
-- A stride-1 convolution with no more output channels than input channels computes its kernel
+- A stride-1 'same' convolution with fewer output than input channels computes its kernel
   gradient with the roles of input and output gradient exchanged. XLA's own kernel gradient
   transposes the input x (N, H, W, C) to (C, H, W, N), the costly layout change above, and
   the output gradient dy only to (H, W, N, O), which moves whole channel vectors. Exchanged,
-  dy takes the costly change (O channels), x the cheap one (C channels): with O <= C fewer
+  dy takes the costly change (O channels), x the cheap one (C channels): with O < C fewer
   bytes go through the costly one, and x, which is often made by a gather (the decoder's
   upsampling), is no longer recomputed inside it.
 
@@ -75,11 +75,8 @@ def kernel_gradient_exchanged(x: jax.Array, dy: jax.Array, kernel_shape: Sequenc
     (zero outside x), computed as a convolution of dy laid out (O, H', W', N) with x laid out
     (H, W, N, C); the result comes out flipped in space.
   """
-  kh, kw = kernel_shape[:2]
-  # Output index s = (K - 1 - lo_dy) ... chosen so that s = K - 1 - i.
-  pads = []
-  for k, (lo, hi) in zip((kh, kw), padding):
-    pads.append((k - 1 - lo, k - 1 - hi))
+  # Padding dy by K - 1 - lo before and K - 1 - hi after puts kernel tap i at output K - 1 - i.
+  pads = [(k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(kernel_shape[:2], padding)]
   dy_t = jnp.transpose(dy, (3, 1, 2, 0))      # (O, H', W', N): "batch" O, "features" N
   x_t = jnp.transpose(x, (1, 2, 0, 3))        # (H, W, N, C): kernel with in N, out C
   flipped = lax.conv_general_dilated(dy_t, x_t, (1, 1), pads, dimension_numbers=NHWC,
@@ -124,7 +121,7 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
     if rhs.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)):
       return pointwise_conv(lhs, rhs, precision)
     same = all(k % 2 == 1 and lo == hi == k // 2 for k, (lo, hi) in zip(rhs.shape[:2], padding))
-    if same and rhs.shape[3] <= rhs.shape[2]:
+    if same and rhs.shape[3] < rhs.shape[2]:
       return _make_exchanged_conv(padding, precision)(lhs, rhs)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
