@@ -18,6 +18,13 @@ CASES = [
     ((2, 9, 7, 6), 3, 4, 1, (0, 0)),
     ((2, 9, 9, 4), 3, 4, 2, (1, 1)),
     ((2, 8, 8, 4), 1, 6, 2, (0, 0)),
+    ((2, 9, 9, 4), 1, 3, 2, (0, 0)),
+    ((2, 6, 6, 5), 5, 3, 2, (0, 0)),
+    ((2, 4, 3, 5), 3, 2, 1, (0, 0)),
+    ((2, 3, 3, 2), 5, 4, 2, (1, 1)),
+    ((2, 16, 16, 3), 7, 5, 2, (3, 3)),
+    ((2, 15, 13, 3), 3, 4, 2, (1, 1)),
+    ((2, 17, 17, 2), 5, 3, 3, (2, 1)),
 ]
 
 
@@ -53,13 +60,20 @@ def test_values_and_gradients_match_lax(shape, kernel_size, features, stride, pa
 def test_each_case_takes_the_intended_form():
   x = jnp.ones((2, 8, 8, 6))
   kinds = {}
-  for name, (k, features, padding) in {"pointwise": (1, 3, (0, 0)), "exchanged": (3, 4, (1, 1)),
-                                       "lax": (3, 8, (1, 1))}.items():
-    _, ours = _functions(k, 1, padding)
+  forms = {"pointwise": (1, 3, 1, (0, 0)), "strided pointwise": (1, 3, 2, (0, 0)),
+           "window": (7, 3, 2, (0, 0)), "exchanged": (3, 4, 1, (1, 1)),
+           "lax": (3, 8, 1, (1, 1)), "lax strided": (3, 4, 2, (1, 1))}
+  for name, (k, features, stride, padding) in forms.items():
+    _, ours = _functions(k, stride, padding)
     text = str(jax.make_jaxpr(ours)(x, jnp.ones((k, k, 6, features))))
     kinds[name] = ("dot_general" in text, "custom_vjp" in text, "conv_general_dilated" in text)
-  assert kinds == {"pointwise": (True, False, False), "exchanged": (False, True, True),
-                   "lax": (False, False, True)}
+  _, ours = _functions(7, 2, (3, 3))
+  text = str(jax.make_jaxpr(jax.grad(lambda x: ours(x, jnp.ones((7, 7, 3, 4))).sum()))(
+      jnp.ones((2, 16, 16, 3))))
+  assert "lhs_dilation=(1, 1)" in text and "lhs_dilation=(2, 2)" not in text  # space to depth
+  assert kinds == {"pointwise": (True, False, False), "strided pointwise": (True, False, False),
+                   "window": (True, False, False), "exchanged": (False, True, True),
+                   "lax": (False, False, True), "lax strided": (False, False, True)}
 
 
 def test_kernel_gradient_by_hand():
@@ -80,16 +94,25 @@ def test_kernel_gradient_by_hand():
   assert float(dk[1, 1, 0, 0]) == 1.0 * 1 + 4.0 * 2  # the centre tap: x . dy
 
 
-def test_kernel_gradient_of_a_sharded_batch(four_devices):
+@pytest.mark.parametrize("shape,kernel_size,features,stride,padding", [
+    ((8, 6, 6, 5), 3, 2, 1, (1, 1)),     # exchanged
+    ((8, 6, 6, 5), 1, 2, 2, (0, 0)),     # strided pointwise
+    ((8, 6, 6, 5), 5, 2, 2, (0, 0)),     # window product
+    ((8, 10, 10, 3), 7, 2, 2, (3, 3)),   # space to depth
+])
+def test_gradients_of_a_sharded_batch(four_devices, shape, kernel_size, features, stride,
+                                      padding):
   mesh = jax.make_mesh((4,), ("data",))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
   rng = np.random.default_rng(1)
-  x = rng.standard_normal((8, 6, 6, 5)).astype(np.float32)
-  k = rng.standard_normal((3, 3, 5, 2)).astype(np.float32)
-  reference, ours = _functions(3, 1, (1, 1))
-  weights = rng.standard_normal((8, 6, 6, 2)).astype(np.float32)
-  expected = jax.grad(lambda k: jnp.sum(reference(jnp.asarray(x), k) * weights))(k)
+  x = rng.standard_normal(shape).astype(np.float32)
+  k = rng.standard_normal((kernel_size, kernel_size, shape[-1], features)).astype(np.float32)
+  reference, ours = _functions(kernel_size, stride, padding)
+  weights = np.asarray(rng.standard_normal(reference(x, k).shape), np.float32)
+  expected = jax.grad(lambda x, k: jnp.sum(reference(x, k) * weights), (0, 1))(x, k)
   with jax.set_mesh(mesh):
     xs, ws = jax.device_put(x, sharding), jax.device_put(weights, sharding)
-    got = jax.jit(jax.grad(lambda k, x, w: jnp.sum(ours(x, k) * w)))(k, xs, ws)
-  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    ks = jax.device_put(k, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    got = jax.jit(jax.grad(lambda x, k, w: jnp.sum(ours(x, k) * w), (0, 1)))(xs, ks, ws)
+  for g, e in zip(got, expected):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
