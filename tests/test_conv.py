@@ -116,3 +116,25 @@ def test_gradients_of_a_sharded_batch(four_devices, shape, kernel_size, features
     got = jax.jit(jax.grad(lambda x, k, w: jnp.sum(ours(x, k) * w), (0, 1)))(xs, ks, ws)
   for g, e in zip(got, expected):
     np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_size,stride,padding,use_bias", [
+    (3, 1, 1, True), (1, 2, 0, False), (7, 2, 3, False), (3, 2, 1, True)])
+def test_conv_module_has_flax_parameters_and_agrees_with_nn_conv(kernel_size, stride, padding,
+                                                                 use_bias):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+  common = dict(strides=(stride, stride), padding=((padding, padding), (padding, padding)),
+                use_bias=use_bias, bias_init=nn.initializers.normal(1.0))
+  ours = conv.Conv(4, (kernel_size, kernel_size), **common)
+  theirs = nn.Conv(4, (kernel_size, kernel_size), **common)
+  variables = ours.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, theirs.init(jax.random.key(1), x))
+  np.testing.assert_allclose(ours.apply(variables, x), theirs.apply(variables, x), rtol=1e-5,
+                             atol=1e-5)
+  weights = jax.random.normal(jax.random.key(2), ours.apply(variables, x).shape)
+  grad_ours = jax.grad(lambda v: jnp.sum(ours.apply(v, x) * weights))(variables)
+  grad_theirs = jax.grad(lambda v: jnp.sum(theirs.apply(v, x) * weights))(variables)
+  for a, b in zip(jax.tree.leaves(grad_ours), jax.tree.leaves(grad_theirs)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

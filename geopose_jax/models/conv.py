@@ -1,7 +1,9 @@
-"""2D convolution for flax's `nn.Conv(conv_general_dilated=...)`, arranged for XLA's CPU backend.
+"""The 2D convolution of the ResNets and the NVS network (`Conv`), arranged for XLA's CPU backend.
 
-Same arguments, results and gradients as `jax.lax.conv_general_dilated` on NHWC inputs and
-HWIO kernels; two cases are computed differently because XLA's CPU backend is slow at them:
+`Conv` has flax nn.Conv's parameters (so checkpoints and importers see no difference); its
+`conv_general_dilated` gives the same results and gradients as `jax.lax`'s on NHWC inputs and
+HWIO kernels, and its bias gradient is a channel sum taken as a product (`add_bias`). Two
+cases are computed differently because XLA's CPU backend is slow at them:
 
 - A 1x1, stride-1, unpadded convolution is a matrix product over the channels
   (`dot_general`). As a convolution, its kernel gradient makes XLA lay the input out as
@@ -31,9 +33,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from geopose_jax.models.batch_norm import channel_sum
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 # Strided convolutions of at most this many input channels (an RGB image) go through
@@ -198,3 +203,52 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
+
+
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+  """y (..., O) + bias (O,); the bias gradient is a channel sum taken as a product with ones
+  (XLA's CPU backend is several times slower at the reduction it would otherwise use)."""
+  return y + bias.astype(y.dtype)
+
+
+def _add_bias_forward(y, bias):
+  return add_bias(y, bias), bias
+
+
+def _add_bias_backward(bias, dy):
+  return dy, channel_sum(dy).astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_forward, _add_bias_backward)
+
+
+class Conv(nn.Module):
+  """A 2D convolution of NHWC images with flax nn.Conv's parameters (`kernel` (KH, KW, C, O),
+  `bias` (O,), float32), computed by `conv_general_dilated` and `add_bias`.
+
+  Attributes:
+    features: O. kernel_size: (KH, KW). strides: (sh, sw).
+    padding: ((top, bottom), (left, right)) zeros.
+    use_bias: add a learned bias. dtype: computation dtype (None: the input's).
+  """
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+  use_bias: bool = True
+  dtype: Any = None
+  kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init,
+                        (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+    bias = (self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            if self.use_bias else None)
+    dtype = self.dtype or x.dtype
+    dims = lax.conv_dimension_numbers(x.shape, kernel.shape, NHWC)
+    y = conv_general_dilated(x.astype(dtype), kernel.astype(dtype), self.strides,
+                             tuple(tuple(p) for p in self.padding), dimension_numbers=dims)
+    return y if bias is None else add_bias(y, bias)

@@ -91,13 +91,14 @@ def rotate_latent(geometry: jax.Array, rotation: jax.Array) -> jax.Array:
   return jnp.einsum("bnk,bjk->bnj", geometry, rotation)
 
 
-def _decoder_conv(features: int, kernel: int, fan_in: int, dtype: Dtype, name: str) -> nn.Conv:
+def _decoder_conv(features: int, kernel: int, fan_in: int, dtype: Dtype, name: str
+                  ) -> conv_ops.Conv:
   """A PyTorch-default-initialised Conv2d with bias and 'same' padding for odd kernels."""
   pad = kernel // 2
-  return nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), dtype=dtype,
-                 kernel_init=resnet.torch_default_kernel_init,
-                 bias_init=resnet.torch_default_bias_init(fan_in * kernel * kernel), name=name,
-                 conv_general_dilated=conv_ops.conv_general_dilated)
+  return conv_ops.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), dtype=dtype,
+                       kernel_init=resnet.torch_default_kernel_init,
+                       bias_init=resnet.torch_default_bias_init(fan_in * kernel * kernel),
+                       name=name)
 
 
 def _dense(features: int, fan_in: int, dtype: Dtype) -> nn.Dense:
@@ -170,10 +171,9 @@ class ToVector(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     pad3, pad5 = (1, 2) if self.padded else (0, 0)
-    x = nn.Conv(self.channels[0], (3, 3), padding=((pad3, pad3), (pad3, pad3)), dtype=self.dtype,
-                kernel_init=resnet.resnet_conv_init,
-                bias_init=resnet.torch_default_bias_init(9 * x.shape[-1]), name="0",
-                conv_general_dilated=conv_ops.conv_general_dilated)(x)
+    x = conv_ops.Conv(self.channels[0], (3, 3), padding=((pad3, pad3), (pad3, pad3)),
+                      dtype=self.dtype, kernel_init=resnet.resnet_conv_init,
+                      bias_init=resnet.torch_default_bias_init(9 * x.shape[-1]), name="0")(x)
     x = nn.relu(resnet.batch_norm(train, self.dtype, "1")(x))
     x = resnet.conv(self.channels[1], 5, 2, pad5, dtype=self.dtype, name="3")(x)
     return nn.sigmoid(resnet.batch_norm(train, self.dtype, "4")(x))

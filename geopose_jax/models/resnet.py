@@ -54,12 +54,11 @@ def batch_norm(train: bool, dtype: Dtype, name: str,
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, use_bias: bool = False,
          dtype: Dtype = jnp.float32, name: str | None = None,
-         kernel_init: nn.initializers.Initializer = resnet_conv_init) -> nn.Conv:
+         kernel_init: nn.initializers.Initializer = resnet_conv_init) -> conv_ops.Conv:
   """A PyTorch-style Conv2d in NHWC: square kernel, symmetric zero padding."""
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((padding, padding), (padding, padding)), use_bias=use_bias,
-                 dtype=dtype, kernel_init=kernel_init, name=name,
-                 conv_general_dilated=conv_ops.conv_general_dilated)
+  return conv_ops.Conv(features, (kernel, kernel), strides=(stride, stride),
+                       padding=((padding, padding), (padding, padding)), use_bias=use_bias,
+                       dtype=dtype, kernel_init=kernel_init, name=name)
 
 
 def _max_pool_by_slices(x: jax.Array) -> jax.Array:
