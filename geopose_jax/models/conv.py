@@ -2,27 +2,29 @@
 
 `Conv` has flax nn.Conv's parameters (so checkpoints and importers see no difference); its
 `conv_general_dilated` gives the same results and gradients as `jax.lax`'s on NHWC inputs and
-HWIO kernels, and its bias gradient is a channel sum taken as a product (`add_bias`). Two
-cases are computed differently because XLA's CPU backend is slow at them:
+HWIO kernels, and its bias gradient is a channel sum taken as a product (`add_bias`). These
+cases are computed in another form, because XLA's CPU backend is slow at them:
 
-- A 1x1, stride-1, unpadded convolution is a matrix product over the channels
-  (`dot_general`). As a convolution, its kernel gradient makes XLA lay the input out as
-  (C, H, W, N) first, and XLA fuses the input's producers (a ResNet's chain of residual
+- A 1x1 unpadded convolution is a matrix product over the channels (`pointwise_conv`; with a
+  stride, of every s-th pixel). As a convolution, its kernel gradient makes XLA lay the input
+  out as (C, H, W, N) first, and XLA fuses the input's producers (a ResNet's chain of residual
   additions, BatchNorm and ReLU) into that transposition and recomputes them there in an
   order that reads memory with a stride of a whole image.
 
 - A stride-1 'same' convolution with fewer output than input channels computes its kernel
-  gradient with the roles of input and output gradient exchanged. XLA's own kernel gradient
-  transposes the input x (N, H, W, C) to (C, H, W, N), the costly layout change above, and
-  the output gradient dy only to (H, W, N, O), which moves whole channel vectors. Exchanged,
-  dy takes the costly change (O channels), x the cheap one (C channels): with O < C fewer
-  bytes go through the costly one, and x, which is often made by a gather (the decoder's
-  upsampling), is no longer recomputed inside it.
+  gradient with the roles of input and output gradient exchanged
+  (`kernel_gradient_exchanged`). XLA's own kernel gradient transposes the input x
+  (N, H, W, C) to (C, H, W, N), the costly layout change above, and the output gradient dy
+  only to (H, W, N, O), which moves whole channel vectors. Exchanged, dy takes the costly
+  change (O channels), x the cheap one (C channels): fewer bytes go through the costly one,
+  and x, which is often made by a gather (the decoder's upsampling), is no longer recomputed
+  inside it.
 
-Two more cases are matrix products too: a strided 1x1 convolution (a ResNet's downsampling
-shortcut) takes every s-th pixel and multiplies, and a convolution whose output is a single
-pixel (the NVS encoder's last 5x5 convolution on a 6x6 map) is a product over the flattened
-window; both avoid XLA's CPU emitter for strided and base-dilated convolutions.
+- A convolution with a single output pixel (the NVS encoder's 5x5 convolution of a 6x6 map)
+  is a matrix product over the flattened window (`window_product`), and a strided
+  convolution of an RGB image a stride-1 one over pixel blocks (`space_to_depth_conv`): the
+  input gradient of a strided convolution is otherwise a base-dilated convolution, which XLA's
+  CPU backend computes with a generic loop, not Eigen.
 
 With BatchNorm's sums taken as products too (batch_norm.py), these forms took the NVS training
 step (batch 16, 128x128, 2 AVX-512 cores) from 3.8 s to 3.3-3.4 s; `tests/test_conv.py`
@@ -176,7 +178,8 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          dimension_numbers: Any = None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision: Any = None,
                          preferred_element_type: Any = None) -> jax.Array:
-  """`lax.conv_general_dilated`, with the two CPU-friendly forms of the module docstring."""
+  """`lax.conv_general_dilated`, in the CPU-friendly forms of the module docstring where they
+  apply (NHWC, no dilation or groups, explicit padding)."""
   plain = (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1
            and batch_group_count == 1 and preferred_element_type is None
            and not isinstance(padding, str)
