@@ -84,7 +84,9 @@ def test_train_step_fits_the_normalised_pose_with_the_encoder_frozen():
   expected = np.mean((np.asarray(output) - target) ** 2)
   state, first = step(state, batch, jax.random.key(1))
   np.testing.assert_allclose(float(first["loss"]), expected, rtol=1e-4)
-  for i in range(30):
+  # 60 steps: at 30 the loss is near half its start (0.53-0.50 of it, by the float rounding of
+  # the machine), at 60 about 0.36 of it.
+  for i in range(60):
     state, last = step(state, batch, jax.random.key(2 + i))
   assert float(last["loss"]) < 0.5 * float(first["loss"])
   for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(state.params["nvs"])):

@@ -22,7 +22,7 @@ cases are computed in another form, because XLA's CPU backend is slow at them:
 
 - A convolution with a single output pixel (the NVS encoder's 5x5 convolution of a 6x6 map)
   is a matrix product over the flattened window (`window_product`), and a strided
-  convolution of an RGB image a stride-1 one over pixel blocks (`space_to_depth_conv`): the
+  convolution of few channels a stride-1 one over pixel blocks (`space_to_depth_conv`): the
   input gradient of a strided convolution is otherwise a base-dilated convolution, which XLA's
   CPU backend computes with a generic loop, not Eigen.
 
@@ -43,10 +43,12 @@ from jax import lax
 from geopose_jax.models.batch_norm import channel_sum
 
 NHWC = ("NHWC", "HWIO", "NHWC")
-# Strided convolutions of at most this many input channels (an RGB image) go through
-# `space_to_depth_conv`. It multiplies more (at stride 2, 2x2 taps of 4 pixels, 16 products
-# for a 3x3 kernel's 9; 64 for a 7x7 kernel's 49), which only pays where channels are few.
-MAX_SPACE_TO_DEPTH_CHANNELS = 4
+# Strided convolutions of at most this many input channels go through `space_to_depth_conv`.
+# It multiplies more (at stride 2, 2x2 taps of 4 pixels: 16 products for a 3x3 kernel's 9, 64
+# for a 7x7 kernel's 49); that paid for the RGB stems and the perceptual ResNet-18's 64-channel
+# strided convolution (NVS step, batch 16: 3.5 -> 3.35 s, batch 32: 7.6 -> 6.95 s, against a
+# limit of 4). Wider ones (the encoder's 128- and 256-channel ones) were not measured.
+MAX_SPACE_TO_DEPTH_CHANNELS = 64
 
 
 def _is_nhwc(dimension_numbers: Any) -> bool:
