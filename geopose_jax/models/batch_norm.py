@@ -22,15 +22,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from geopose_jax.models.sharding import replicated_like
+
 Dtype = Any
-
-
-def _replicated(x: jax.Array) -> jax.sharding.NamedSharding | None:
-  """A replicated sharding on x's mesh when x is sharded under an explicit mesh, else None."""
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  if not any(axis is not None for axis in getattr(sharding, "spec", ())):
-    return None
-  return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
 
 
 def channel_sum(x: jax.Array) -> jax.Array:
@@ -38,7 +32,7 @@ def channel_sum(x: jax.Array) -> jax.Array:
   x = x.astype(jnp.float32)
   ones = jnp.ones_like(x[..., 0])  # x's batch sharding, so the product sums over devices
   axes = tuple(range(x.ndim - 1))
-  return jax.lax.dot_general(ones, x, ((axes, axes), ((), ())), out_sharding=_replicated(x))
+  return jax.lax.dot_general(ones, x, ((axes, axes), ((), ())), out_sharding=replicated_like(x))
 
 
 def moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from geopose_jax.models.batch_norm import channel_sum
+from geopose_jax.models.sharding import reshape_keep_batch, replicated_like
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 # Strided convolutions of at most this many input channels go through `space_to_depth_conv`.
@@ -59,27 +60,6 @@ def _is_nhwc(dimension_numbers: Any) -> bool:
   return tuple(dimension_numbers) == NHWC
 
 
-def _replicated_like(x: jax.Array) -> jax.sharding.NamedSharding | None:
-  """A replicated sharding on x's mesh (None without one): the kernel gradient sums over
-  the batch, which may be sharded, so its output sharding must be given."""
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  mesh = getattr(sharding, "mesh", None)
-  if mesh is None or mesh.empty:
-    return None
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-
-def _reshape_keeping_batch(x: jax.Array, shape: Sequence[int]) -> jax.Array:
-  """x.reshape(shape) for a shape with x's leading (batch) axis, which keeps its sharding."""
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  spec = getattr(sharding, "spec", None)
-  if not spec or spec[0] is None:
-    return x.reshape(shape)
-  out = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(
-      spec[0], *([None] * (len(shape) - 1))))
-  return lax.reshape(x, tuple(shape), out_sharding=out)
-
-
 def pointwise_conv(x: jax.Array, kernel: jax.Array, precision: Any = None) -> jax.Array:
   """1x1 convolution as a channel product: x (N, H, W, C), kernel (1, 1, C, O) -> (N, H, W, O)."""
   return lax.dot_general(x, kernel.reshape(kernel.shape[2:]), (((3,), (0,)), ((), ())),
@@ -93,10 +73,10 @@ def window_product(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int,
   (top, bottom), (left, right) = padding
   x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
   kh, kw, c, o = kernel.shape
-  window = _reshape_keeping_batch(x[:, :kh, :kw, :], (x.shape[0], kh * kw * c))
+  window = reshape_keep_batch(x[:, :kh, :kw, :], (x.shape[0], kh * kw * c))
   out = lax.dot_general(window, kernel.reshape(kh * kw * c, o), (((1,), (0,)), ((), ())),
                         precision=precision)
-  return _reshape_keeping_batch(out, (x.shape[0], 1, 1, o))
+  return reshape_keep_batch(out, (x.shape[0], 1, 1, o))
 
 
 def space_to_depth_conv(x: jax.Array, kernel: jax.Array, stride: int,
@@ -117,8 +97,8 @@ def space_to_depth_conv(x: jax.Array, kernel: jax.Array, stride: int,
   (top, _), (left, _) = padding
   x = lax.pad(x, jnp.zeros((), x.dtype),
               ((0, 0, 0), (top, span_h - h - top, 0), (left, span_w - w - left, 0), (0, 0, 0)))
-  blocks = _reshape_keeping_batch(x, (n, span_h // stride, stride, span_w // stride, stride, c))
-  blocks = _reshape_keeping_batch(blocks.transpose(0, 1, 3, 2, 4, 5), (
+  blocks = reshape_keep_batch(x, (n, span_h // stride, stride, span_w // stride, stride, c))
+  blocks = reshape_keep_batch(blocks.transpose(0, 1, 3, 2, 4, 5), (
       n, span_h // stride, span_w // stride, stride * stride * c))
   kernel = jnp.pad(kernel, ((0, taps * stride - k), (0, taps * stride - k), (0, 0), (0, 0)))
   kernel = kernel.reshape(taps, stride, taps, stride, c, o).transpose(0, 2, 1, 3, 4, 5)
@@ -151,7 +131,7 @@ def kernel_gradient_exchanged(x: jax.Array, dy: jax.Array, kernel_shape: Sequenc
   dy_t = jnp.transpose(dy, (3, 1, 2, 0))      # (O, H', W', N): "batch" O, "features" N
   x_t = jnp.transpose(x, (1, 2, 0, 3))        # (H, W, N, C): kernel with in N, out C
   flipped = lax.conv_general_dilated(dy_t, x_t, (1, 1), pads, dimension_numbers=NHWC,
-                                     precision=precision, out_sharding=_replicated_like(x))
+                                     precision=precision, out_sharding=replicated_like(x))
   return jnp.transpose(flipped[:, ::-1, ::-1, :], (1, 2, 3, 0))
 
 
@@ -190,18 +170,17 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
   if plain:
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
     strides = tuple(int(s) for s in window_strides)
-    if rhs.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)):
-      return pointwise_conv(lhs[:, ::strides[0], ::strides[1]], rhs, precision)
     out_size = [(n + lo + hi - k) // s + 1
                 for n, k, s, (lo, hi) in zip(lhs.shape[1:3], rhs.shape[:2], strides, padding)]
+    same = all(k % 2 == 1 and lo == hi == k // 2 for k, (lo, hi) in zip(rhs.shape[:2], padding))
+    if rhs.shape[:2] == (1, 1) and padding == ((0, 0), (0, 0)):
+      return pointwise_conv(lhs[:, ::strides[0], ::strides[1]], rhs, precision)
     if out_size == [1, 1]:
       return window_product(lhs, rhs, padding, precision)
     if (strides[0] == strides[1] > 1 and rhs.shape[0] == rhs.shape[1]
         and rhs.shape[2] <= MAX_SPACE_TO_DEPTH_CHANNELS):
       return space_to_depth_conv(lhs, rhs, strides[0], padding, precision)
-  if plain and strides == (1, 1):
-    same = all(k % 2 == 1 and lo == hi == k // 2 for k, (lo, hi) in zip(rhs.shape[:2], padding))
-    if same and rhs.shape[3] < rhs.shape[2]:
+    if strides == (1, 1) and same and rhs.shape[3] < rhs.shape[2]:
       return _make_exchanged_conv(padding, precision)(lhs, rhs)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,

@@ -33,9 +33,9 @@ import numpy as np
 
 from geopose_jax.models.batch_norm import BatchNorm
 from geopose_jax.models.dropout import Dropout
+from geopose_jax.models.sharding import reshape_keep_batch
 from geopose_jax.models.tcn import (TemporalEncoder, check_filter_widths, leaky_relu,
-                                    reshape_keep_batch, target_index, torch_bias_init,
-                                    torch_kernel_init)
+                                    target_index, torch_bias_init, torch_kernel_init)
 
 # (name, Human3.6M joints) in the original's order: Torso, LArm, RArm, LLeg, RLeg.
 JOINT_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (

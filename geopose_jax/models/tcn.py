@@ -25,6 +25,7 @@ import numpy as np
 
 from geopose_jax.models.batch_norm import BatchNorm
 from geopose_jax.models.dropout import Dropout
+from geopose_jax.models.sharding import reshape_keep_batch
 
 # PyTorch's default initialisers: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -83,18 +84,6 @@ class StridedConv(nn.Module):
     if self.use_bias:
       y = y + self.param("bias", torch_bias_init(self.width * channels), (self.features,))
     return reshape_keep_batch(y, (batch, steps, self.features))
-
-
-def reshape_keep_batch(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-  """x.reshape(shape) that keeps the leading (batch) axis's sharding under an explicit mesh,
-  where JAX cannot infer the output sharding of a reshape that splits an axis."""
-  sharding = getattr(jax.typeof(x), "sharding", None)
-  spec = getattr(sharding, "spec", ())
-  if not any(s is not None for s in spec) or tuple(x.shape) == tuple(shape):
-    return x.reshape(shape)
-  out = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(
-      spec[0], *([None] * (len(shape) - 1))))
-  return jax.lax.reshape(x, shape, out_sharding=out)
 
 
 def pointwise(dense: nn.Module, x: jax.Array) -> jax.Array:
