@@ -15,8 +15,8 @@ when --multihost is given.
 import datetime
 import os
 import re
+import signal
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -96,24 +96,25 @@ def _run():
     sys.stderr.write(f"launch.py: {type(error).__name__}: {message}\n")
     sys.exit(2)
   except KeyboardInterrupt as interrupt:
+    # The loop finished or abandoned everything before the interrupt got here. A further
+    # Ctrl-C while Python shuts down would print a traceback from an exit hook, or kill the
+    # process once the interpreter has put the default handlers back, so further signals
+    # are ignored and the process ends without the interpreter's shutdown.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(signum, signal.SIG_IGN)
     sys.stdout.flush()
     sys.stderr.flush()
+    logging.flush()
     if type(interrupt).__name__ == "SaveInterruptedError":
-      # Checkpoint threads may still be running; waiting for them is what the user refused.
-      # They may have created the save's temporary folder after the loop removed it, so it
-      # is removed again as the last thing before exiting.
-      # A thread can still recreate it in the instant before exit; the next launch removes
-      # any such leftover when it opens the checkpoints.
-      # The abandoned threads' own complaints (closed event loops, missing folders) say
-      # nothing the user needs: stderr goes quiet for the last instant.
-      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-      from geopose_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
-      for _ in range(3):
-        checkpoint.remove_temporary_folders(interrupt.checkpoint_dir)
-        time.sleep(0.05)
-      checkpoint.remove_temporary_folders(interrupt.checkpoint_dir)
-      os._exit(130)  # pylint: disable=protected-access
-    sys.exit(130)
+      # The abandoned save's threads may still be writing; this process is replaced, which
+      # ends them, by a small program that removes the save's temporary folder and exits
+      # with 130 (see partial_saves.py).
+      partial_saves = os.path.join(os.path.dirname(os.path.abspath(__file__)), "geopose_jax",
+                                   "train", "partial_saves.py")
+      # -I: the script's folder (geopose_jax/train) does not go on sys.path.
+      os.execv(sys.executable,
+               [sys.executable, "-I", partial_saves, str(interrupt.checkpoint_dir)])
+    os._exit(130)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

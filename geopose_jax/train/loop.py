@@ -243,7 +243,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
                        checkpointer, runtime)
     with stop_requests.during("saving"):
       try:
-        checkpointer.save(step, state, data_iterator, force=True)
+        stop_requests.finish_unless_abandoned(
+            lambda: checkpointer.save(step, state, data_iterator, force=True))
       except SaveInterruptedError:
         _abandon_save()
     last_saved = step
@@ -253,18 +254,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
   def _wait_for_save() -> None:
     with stop_requests.during("saving"):
       try:
-        checkpointer.wait()
+        stop_requests.finish_unless_abandoned(checkpointer.wait)
       except SaveInterruptedError:
         _abandon_save()
 
   def _abandon_save() -> None:
-    removed = checkpoint_lib.remove_temporary_folders(checkpointer.directory) if is_main else []
+    # The save's threads may still be writing its temporary folder: removing it under them
+    # could let them rename what is left to a checkpoint. launch.py removes it once they are
+    # gone (partial_saves.py); otherwise the next Checkpointer on this workdir does.
     complete = sorted(int(p.name) for p in checkpointer.directory.iterdir() if p.name.isdigit())
-    _print_main(f"Stopped at once at step {step}"
-                f"{'; removed the partial save ' + removed[0].name if removed else ''}. The "
-                f"newest complete checkpoint is step {complete[-1] if complete else 'none'}.")
+    _print_main(f"Stopped at once at step {step}, abandoning any save under way. The newest "
+                f"complete checkpoint is step {complete[-1] if complete else 'none'}.")
     interrupt = SaveInterruptedError(str(step))
-    interrupt.checkpoint_dir = checkpointer.directory  # launch.py cleans it once more at exit
+    interrupt.checkpoint_dir = checkpointer.directory
     raise interrupt
 
   def evaluate_and_draw(final: bool) -> None:
@@ -312,7 +314,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
           save()
         if cfg.eval_every and step % cfg.eval_every == 0:
-          evaluate_and_draw(final=False)
+          with stop_requests.during("evaluation"):
+            evaluate_and_draw(final=False)
         elif cfg.viz_every and step % cfg.viz_every == 0 and task.visualize is not None and is_main:
           writer.write_images(step, task.visualize(state, workdir / "viz", step) or {})
       flush_metrics()
@@ -338,7 +341,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, task: Task, runtime: R
       if stop_requests.requested is None:
         stop_requests.requested = "KeyboardInterrupt"
       try:
-        _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
+        if stop_requests.abandoned is None:
+          _print_main(f"Interrupted at step {step}; saving a checkpoint before exiting.")
         save(wait=True)
       except SaveInterruptedError as interrupt:
         writer.close()
