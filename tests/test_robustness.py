@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -248,6 +249,38 @@ def test_second_ctrl_c_during_the_exit_save_cleans_up(tmp_path, four_devices, mo
   assert "Stopped at once at step 15" in out and "Traceback" not in out
   checkpoint_lib.Checkpointer(tmp_path).close()  # the next run on this workdir
   assert not list((tmp_path / "checkpoints").glob("*orbax-checkpoint-tmp*"))
+
+
+def test_abandoning_a_save_returns_at_once_and_leaves_the_work_running():
+  requests = signals.StopRequests()
+  finished = threading.Event()
+
+  def slow_save():
+    time.sleep(1.0)
+    finished.set()
+  threading.Timer(0.1, lambda: setattr(requests, "abandoned", "SIGINT")).start()
+  start = time.perf_counter()
+  with pytest.raises(signals.SaveInterruptedError):
+    requests.finish_unless_abandoned(slow_save)
+  assert time.perf_counter() - start < 0.5 and not finished.is_set()
+  assert finished.wait(5.0)  # abandoned, not killed: the caller decides what to do with it
+
+
+def test_a_save_that_fails_raises_its_own_error_in_the_caller():
+  def failing_save():
+    raise OSError(errno.ENOSPC, "No space left on device")
+  with pytest.raises(OSError, match="No space left"):
+    signals.StopRequests().finish_unless_abandoned(failing_save)
+  assert signals.StopRequests().finish_unless_abandoned(lambda: 7) == 7
+
+
+def test_partial_saves_script_removes_only_temporary_folders_and_exits_130(tmp_path):
+  (tmp_path / "50" / "state").mkdir(parents=True)
+  (tmp_path / "60.orbax-checkpoint-tmp-1712" / "state").mkdir(parents=True)
+  script = REPO / "geopose_jax" / "train" / "partial_saves.py"
+  done = subprocess.run([sys.executable, "-I", str(script), str(tmp_path)], check=False)
+  assert done.returncode == 130
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["50"]
 
 
 def test_leftover_temporary_save_folder_is_removed_on_resume(tmp_path, four_devices):
