@@ -3,8 +3,9 @@
 The first signal asks the loop to stop after the current step (it then saves and exits);
 during the final evaluation, whose checkpoint is already complete, it lets the evaluation
 finish. A second signal stops at once: `SaveInterruptedError` abandons any save under way,
-the loop removes its partial folder, and launch.py exits without waiting for it. A second
-signal during the final evaluation is a plain KeyboardInterrupt.
+and launch.py exits without waiting for it, removing its temporary folder once its threads
+are gone (partial_saves.py). A second signal during the final evaluation is a plain
+KeyboardInterrupt.
 
 While training and saving, the handler never raises: an exception raised from a signal
 handler lands wherever the main thread happens to be, and inside a lock's wait (threading,
@@ -63,9 +64,8 @@ class StopRequests:
     if self.requested is not None:
       if self.phase == "final evaluation":  # The final checkpoint is already complete.
         raise KeyboardInterrupt(name)
-      # Stop at once, abandoning any save under way. Its threads fail noisily once its
-      # folder is removed; the user asked to stop, so their reports are not wanted
-      # (launch.py exits right after).
+      # Stop at once, abandoning any save under way. Its threads may fail noisily when the
+      # process exits under them; the user asked to stop, so their reports are not wanted.
       silence_logging()
       if self.phase == "evaluation":
         # Nothing of ours is being written, and an evaluation can take minutes.
@@ -90,7 +90,7 @@ class StopRequests:
   def finish_unless_abandoned(self, work: Callable[[], T]) -> T:
     """Runs `work()` (a save, or a wait for one) in a helper thread and returns its result,
     or raises `SaveInterruptedError` as soon as a second signal arrives, leaving `work`
-    running (the caller removes what it wrote; launch.py then exits without waiting)."""
+    running (launch.py then exits without waiting for it)."""
     self.raise_if_abandoned()
     outcome = {}
     done = threading.Event()
