@@ -36,16 +36,6 @@ from geopose_jax.train import loop  # noqa: E402
 from geopose_jax.train import mesh as mesh_lib  # noqa: E402
 
 
-def _time(fn, warmup: int, steps: int) -> tuple[float, float]:
-  """(wall seconds, this process's CPU seconds) per call of `fn()` (which must block)."""
-  for _ in range(warmup):
-    fn()
-  start, cpu_start = time.perf_counter(), time.process_time()
-  for _ in range(steps):
-    fn()
-  return ((time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps)
-
-
 def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int = 2,
         inference_batch_size: int = 1024) -> dict:
   config = lifter_config.get_config(variant or None)
@@ -74,14 +64,14 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
   one_step()
   compile_s = time.perf_counter() - compile_start
   load_before = os.getloadavg()[0]
-  step_s, step_cpu_s = _time(one_step, warmup, steps)
+  train = report.time_calls(one_step, warmup, steps)
 
   lifter_state = holder["state"]["lifter"]
   predict = jax.jit(lambda s, p: lifter_inference.predict(config, s, p))
   inputs = jax.device_put(rng.normal(scale=0.2, size=(inference_batch_size, 17, 2)).astype(
       np.float32))
-  infer_s, infer_cpu_s = _time(lambda: jax.block_until_ready(predict(lifter_state, inputs)),
-                               warmup + 1, max(steps, 5))
+  inference = report.time_calls(lambda: jax.block_until_ready(predict(lifter_state, inputs)),
+                                warmup + 1, max(steps, 5))
   num_params = {name: int(sum(np.size(x) for x in jax.tree.leaves(s.params)))
                 for name, s in holder["state"].items()}
   return {
@@ -98,14 +88,15 @@ def run(variant: str = "", batch_size: int = 1024, steps: int = 10, warmup: int 
       "timed_steps": steps,
       "num_params": num_params,
       "compile_s": round(compile_s, 3),
-      "train_step_s": round(step_s, 5),
-      "train_step_process_cpu_s": round(step_cpu_s, 5),
-      "train_steps_per_s": round(1.0 / step_s, 4),
-      "train_poses_per_s": round(batch_size / step_s, 1),
+      "warmup_steps": warmup,
+      **train.as_dict("train_step"),  # mean, median and every timed step
+      "train_step_process_cpu_s": round(train.cpu_s, 5),
+      "train_steps_per_s": round(1.0 / train.mean_s, 4),
+      "train_poses_per_s": round(batch_size / train.mean_s, 1),
       "inference_batch_size": inference_batch_size,
-      "inference_batch_s": round(infer_s, 6),
-      "inference_batch_process_cpu_s": round(infer_cpu_s, 6),
-      "inference_poses_per_s": round(inference_batch_size / infer_s, 1),
+      "inference_batch_s": round(inference.mean_s, 6),
+      "inference_batch_process_cpu_s": round(inference.cpu_s, 6),
+      "inference_poses_per_s": round(inference_batch_size / inference.mean_s, 1),
   }
 
 

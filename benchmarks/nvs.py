@@ -114,16 +114,6 @@ def make_task(config):
   return task, runtime, jax.device_put(state, runtime.replicated)
 
 
-def _time(fn, warmup: int, steps: int) -> tuple[float, float]:
-  """(wall seconds, process CPU seconds) per call of `fn()`, which must block."""
-  for _ in range(warmup):
-    fn()
-  wall, cpu = time.perf_counter(), time.process_time()
-  for _ in range(steps):
-    fn()
-  return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
-
-
 def _memory(compiled) -> dict[str, int]:
   """XLA's static buffer sizes of a compiled step (bytes)."""
   try:
@@ -137,7 +127,7 @@ def _memory(compiled) -> dict[str, int]:
           "output_bytes": int(analysis.output_size_in_bytes)}
 
 
-def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int = 1,
+def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int = 2,
         dtype: str = "float32", profile_dir: str = "", profile_steps: int = 2) -> dict:
   fields, default_batch = network_config(variant)
   batch_size = batch_size or default_batch
@@ -161,7 +151,7 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
     holder["state"], metrics = compiled(holder["state"], batch, jax.random.key(holder["i"]))
     jax.block_until_ready(metrics["loss"])
 
-  step_s, step_cpu_s = _time(one_step, warmup, steps)
+  train = report.time_calls(one_step, warmup, steps)
   train_memory = _memory(compiled)
   profile = {}
   if profile_dir:
@@ -184,10 +174,10 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
   enc = jax.jit(lambda v, x: synthesis.encode(
       model, v, synthesis.prepare_images(x, size))).lower(variables, images).compile()
   repeats = max(steps, 3)
-  synth_s, synth_cpu_s = _time(
+  synthesis_timing = report.time_calls(
       lambda: jax.block_until_ready(synth(variables, images, backgrounds)), warmup, repeats)
-  encode_s, encode_cpu_s = _time(lambda: jax.block_until_ready(enc(variables, images)),
-                                 warmup, repeats)
+  encode = report.time_calls(lambda: jax.block_until_ready(enc(variables, images)), warmup,
+                             repeats)
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
   params = trained.params
@@ -209,15 +199,16 @@ def run(variant: str = "paper", batch_size: int = 0, steps: int = 3, warmup: int
       "timed_steps": steps,
       "setup_s": round(setup_s, 2),
       "compile_s": round(compile_s, 2),
-      "train_step_s": round(step_s, 4),
-      "train_images_per_s": round(batch_size / step_s, 2),
-      "inference_synthesis_images_per_s": round(batch_size / synth_s, 2),
-      "inference_encode_images_per_s": round(batch_size / encode_s, 2),
+      "warmup_steps": warmup,
+      **train.as_dict("train_step"),  # mean, median and every timed step
+      "train_images_per_s": round(batch_size / train.mean_s, 2),
+      "inference_synthesis_images_per_s": round(batch_size / synthesis_timing.mean_s, 2),
+      "inference_encode_images_per_s": round(batch_size / encode.mean_s, 2),
       # CPU seconds the process used per call (all threads): on a shared CPU host the
       # wall times above include waiting for other processes; these do not.
-      "cpu_s_per_train_step": round(step_cpu_s, 3),
-      "cpu_s_per_synthesis_batch": round(synth_cpu_s, 3),
-      "cpu_s_per_encode_batch": round(encode_cpu_s, 3),
+      "cpu_s_per_train_step": round(train.cpu_s, 3),
+      "cpu_s_per_synthesis_batch": round(synthesis_timing.cpu_s, 3),
+      "cpu_s_per_encode_batch": round(encode.cpu_s, 3),
       "train_step_memory": train_memory,
       "device_peak_bytes": int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats
                            else None,
@@ -231,7 +222,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--variant", default="paper", choices=VARIANTS)
   parser.add_argument("--batch_size", type=int, default=0, help="0: the variant's own")
   parser.add_argument("--steps", type=int, default=3, help="timed train steps")
-  parser.add_argument("--warmup", type=int, default=1)
+  parser.add_argument("--warmup", type=int, default=2,
+                      help="untimed steps after the compiling one (the torch harness uses 2)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="computation dtype (parameters stay float32)")
   parser.add_argument("--profile", default="", metavar="DIR",

@@ -1,16 +1,53 @@
-"""What every benchmark prints and writes: the device it ran on, and JSON written atomically."""
+"""What every benchmark shares: timing, the device it ran on, and JSON written atomically."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
 import platform
+import statistics
 import tempfile
+import time
+from typing import Callable
 
 import jax
 
 from geopose_jax import host_memory
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Seconds per call: each timed call's wall time, and this process's CPU time per call
+  (on a shared machine, how much of it the process had)."""
+  all_s: tuple[float, ...]
+  cpu_s: float
+
+  @property
+  def mean_s(self) -> float:
+    return statistics.fmean(self.all_s)
+
+  @property
+  def median_s(self) -> float:
+    return statistics.median(self.all_s)
+
+  def as_dict(self, prefix: str) -> dict:
+    return {f"{prefix}_s": round(self.mean_s, 4), f"{prefix}_s_median": round(self.median_s, 4),
+            f"{prefix}_s_all": [round(t, 4) for t in self.all_s]}
+
+
+def time_calls(fn: Callable[[], object], warmup: int, calls: int) -> Timing:
+  """Times `calls` calls of `fn()`, which must block, after `warmup` untimed ones."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  cpu_start = time.process_time()
+  for _ in range(calls):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return Timing(tuple(times), (time.process_time() - cpu_start) / calls)
 
 
 def device_facts() -> dict:

@@ -78,15 +78,6 @@ def original_parameter_count(config) -> int:
   return total + sum(fc_block(latent * (2 if config.stage == 1 else 3), 3 * n, 1) for n in groups)
 
 
-def _time(fn, warmup: int, steps: int) -> float:
-  for _ in range(warmup):
-    fn()
-  start = time.perf_counter()
-  for _ in range(steps):
-    fn()
-  return (time.perf_counter() - start) / steps
-
-
 def _setup(config, batch_size: int):
   """The task's own init and train step (as `build` makes them), jitted as the loop jits
   them, with random parameters and a random batch sharded over the devices."""
@@ -124,9 +115,10 @@ def measure_train(config, batch_size: int, steps: int, warmup: int, profile_dir:
   one_step()
   compile_s = time.perf_counter() - start
   load_before = os.getloadavg()[0]
-  step_s = _time(one_step, warmup, steps)
-  result = {"batch_size": batch_size, "compile_s": round(compile_s, 2),
-            "train_step_s": round(step_s, 4), "train_windows_per_s": round(batch_size / step_s, 1),
+  train = report.time_calls(one_step, warmup, steps)
+  result = {"batch_size": batch_size, "compile_s": round(compile_s, 2), "warmup_steps": warmup,
+            **train.as_dict("train_step"),  # mean, median and every timed step
+            "train_windows_per_s": round(batch_size / train.mean_s, 1),
             "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
   if profile_dir:
     hlo = step.lower(holder["state"], batch, jax.random.key(0)).compile().as_text()
@@ -148,9 +140,10 @@ def measure_inference(config, batch_size: int, steps: int, warmup: int) -> dict:
 
   x = jax.device_put(np.random.default_rng(1).uniform(-1, 1, (batch_size, field, 17, 2)).astype(
       np.float32))
-  seconds = _time(lambda: jax.block_until_ready(predict(variables, x)), warmup + 1, steps)
-  return {"inference_batch_size": batch_size, "inference_batch_s": round(seconds, 4),
-          "inference_frames_per_s": round(batch_size / seconds, 1),
+  timing = report.time_calls(lambda: jax.block_until_ready(predict(variables, x)), warmup + 1,
+                             steps)
+  return {"inference_batch_size": batch_size, **timing.as_dict("inference_batch"),
+          "inference_frames_per_s": round(batch_size / timing.mean_s, 1),
           "inference_note": "one window per frame, test-time flip average (two passes)"}
 
 
@@ -167,7 +160,7 @@ def find_max_batch(config, start: int, limit: int) -> int:
   return best
 
 
-def run(variant: str = "", stages=(3,), batch_size: int = 1024, steps: int = 5, warmup: int = 1,
+def run(variant: str = "", stages=(3,), batch_size: int = 1024, steps: int = 5, warmup: int = 2,
         inference_batch_size: int = 1024, max_batch: bool = False, max_batch_limit: int = 16384,
         profile_dir: str = "", inference: bool = True):
   results = []
@@ -202,7 +195,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--batch_size", type=int, default=1024)
   parser.add_argument("--inference_batch_size", type=int, default=1024)
   parser.add_argument("--steps", type=int, default=5, help="timed steps")
-  parser.add_argument("--warmup", type=int, default=1)
+  parser.add_argument("--warmup", type=int, default=2,
+                      help="untimed steps after the compiling one (the torch harness uses 2)")
   parser.add_argument("--find_max_batch", action="store_true",
                       help="double the batch until a train step no longer fits")
   parser.add_argument("--max_batch_limit", type=int, default=16384)
