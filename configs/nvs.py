@@ -66,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.loss.perceptual_weight = 2.0
   # Without model.perceptual_weights: 'random' (frozen random ResNet-18) or 'off'.
   config.loss.perceptual_without_weights = "random"
+  # The loss network's max-pooling after conv1 (the original's do_maxpooling, on in its
+  # published configuration); False compares layer1 and layer2 at twice the resolution.
+  config.loss.perceptual_maxpool = True
 
   config.optim = common.optim_config(1e-3, frozen=STAGE1_FROZEN)
 

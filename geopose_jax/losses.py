@@ -55,7 +55,7 @@ def reconstruction_losses(output: jax.Array, target: jax.Array, perceptual: Feat
 
 
 def perceptual_network(weights_path: str, image_size: int, without_weights: str = "random",
-                       seed: int = 0) -> FeatureFn | None:
+                       seed: int = 0, maxpool: bool = True) -> FeatureFn | None:
   """The frozen ResNet-18 feature function of the perceptual loss.
 
   Args:
@@ -68,17 +68,19 @@ def perceptual_network(weights_path: str, image_size: int, without_weights: str 
       drops the term (the loss is L1 only).
     seed: initialisation seed of the random network (fixed, so a resumed run sees the
       same loss).
+    maxpool: the max-pooling between conv1 and layer1, the original's `do_maxpooling`:
+      on in its published configuration (config_train_encodeDecode.py turns it on last).
 
   Returns:
-    images `(N, H, W, 3)` normalised -> [(N, H/2, W/2, 64), (N, H/2, W/2, 64),
-    (N, H/4, W/4, 128)] (no max-pooling, as the original's loss network), or None if off.
+    images `(N, H, W, 3)` normalised -> [(N, H/2, W/2, 64), (N, H/4, W/4, 64),
+    (N, H/8, W/8, 128)] (without max-pooling: H/2 and H/4 for the last two), or None if off.
   """
   from geopose_jax.models import resnet  # pylint: disable=g-import-not-at-top
 
   if without_weights not in ("random", "off"):
     raise ValueError(f"loss.perceptual_without_weights must be 'random' or 'off', got "
                      f"{without_weights!r}")
-  network = resnet.ResNet18Features(do_maxpooling=False)
+  network = resnet.ResNet18Features(do_maxpooling=bool(maxpool))
   if weights_path:
     variables = load_resnet18_features(weights_path, network)
   elif without_weights == "off":

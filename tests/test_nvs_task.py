@@ -256,6 +256,17 @@ def test_perceptual_network_takes_resnet18_weights_from_a_file(tmp_path):
   assert losses.perceptual_network("", 16, "off") is None
 
 
+def test_perceptual_network_pools_after_conv1_as_the_published_configuration():
+  from configs import nvs as nvs_config  # pylint: disable=g-import-not-at-top
+  assert nvs_config.get_config().loss.perceptual_maxpool  # the original's do_maxpooling=True
+  images = jnp.asarray(np.random.default_rng(0).standard_normal((1, 32, 32, 3)), jnp.float32)
+  pooled = losses.perceptual_network("", 32, "random")(images)
+  assert [f.shape for f in pooled] == [(1, 16, 16, 64), (1, 8, 8, 64), (1, 4, 4, 128)]
+  unpooled = losses.perceptual_network("", 32, "random", maxpool=False)(images)
+  assert [f.shape for f in unpooled] == [(1, 16, 16, 64), (1, 16, 16, 64), (1, 8, 8, 128)]
+  np.testing.assert_array_equal(pooled[0], unpooled[0])  # same network up to the pooling
+
+
 def test_encoder_weights_replace_only_the_imagenet_layers(tmp_path):
   config = tiny_config()
   config.model.net.update(width=64, encoder_depth=(3, 4, 6))  # ResNet-50's layer1..3

@@ -249,7 +249,8 @@ def build(config: ml_collections.ConfigDict, runtime: Runtime) -> Task:
   model = synthesis.build_model(config.model.net)
   size = int(config.model.net.image_size)
   perceptual = losses.perceptual_network(config.model.perceptual_weights, size,
-                                         config.loss.perceptual_without_weights, config.seed)
+                                         config.loss.perceptual_without_weights, config.seed,
+                                         config.loss.perceptual_maxpool)
   # Fail on a bad frozen-parameter pattern now, before any data is read.
   optim.make_optimizer(config.optim, synthesis.abstract_variables(model, size)["params"])
   step_args = dict(model=model, perceptual=perceptual, image_size=size,
