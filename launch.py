@@ -98,8 +98,8 @@ def _run():
   except KeyboardInterrupt as interrupt:
     # The loop finished or abandoned everything before the interrupt got here. A further
     # Ctrl-C while Python shuts down would print a traceback from an exit hook, or kill the
-    # process once the interpreter has put the default handlers back, so further signals
-    # are ignored and the process ends without the interpreter's shutdown.
+    # process once the interpreter has put the default handlers back (it leaves ignored
+    # signals ignored), so further signals are ignored from here on.
     for signum in (signal.SIGINT, signal.SIGTERM):
       signal.signal(signum, signal.SIG_IGN)
     sys.stdout.flush()
@@ -114,7 +114,7 @@ def _run():
       # -I: the script's folder (geopose_jax/train) does not go on sys.path.
       os.execv(sys.executable,
                [sys.executable, "-I", partial_saves, str(interrupt.checkpoint_dir)])
-    os._exit(130)  # pylint: disable=protected-access
+    sys.exit(130)
 
 
 if __name__ == "__main__":
