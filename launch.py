@@ -53,7 +53,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax and Grain are chatty at INFO.
   from geopose_jax import host_memory  # pylint: disable=g-import-not-at-top
   from geopose_jax import xla_flags  # pylint: disable=g-import-not-at-top
-  host_memory.keep_freed_memory()  # before the first large allocation
+  # Before the first large allocation, and before JAX's threads first allocate.
+  host_memory.keep_freed_memory(one_arena=flags.FLAGS.config.train.one_malloc_arena)
   xla_flags.apply(flags.FLAGS.config.task)  # before JAX starts its CPU client
   import jax  # pylint: disable=g-import-not-at-top
   if flags.FLAGS.multihost or _multihost_detected():

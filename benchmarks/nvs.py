@@ -41,7 +41,8 @@ from geopose_jax import host_memory  # noqa: E402
 from geopose_jax import xla_flags  # noqa: E402
 
 # The settings launch.py gives this task, before JAX starts.
-host_memory.keep_freed_memory()
+# --one_arena as --config.train.one_malloc_arena=True.
+host_memory.keep_freed_memory(one_arena="--one_arena" in sys.argv)
 xla_flags.apply("nvs")
 
 from geopose_jax.models import nvs  # noqa: E402
@@ -222,6 +223,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--variant", default="paper", choices=VARIANTS)
   parser.add_argument("--batch_size", type=int, default=0, help="0: the variant's own")
   parser.add_argument("--steps", type=int, default=3, help="timed train steps")
+  parser.add_argument("--one_arena", action="store_true",
+                      help="one malloc arena for all threads (--config.train.one_malloc_arena)")
   parser.add_argument("--warmup", type=int, default=2,
                       help="untimed steps after the compiling one (the torch harness uses 2)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),

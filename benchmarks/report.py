@@ -59,7 +59,7 @@ def device_facts() -> dict:
       "machine": platform.machine(), "jax_version": jax.__version__,
       "load_average_1min": round(os.getloadavg()[0], 2),
       "cpu": _cpu_model(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-      "keep_freed_memory": host_memory.applied,
+      "keep_freed_memory": host_memory.applied, "one_malloc_arena": host_memory.single_arena,
   }
 
 

@@ -35,7 +35,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from geopose_jax import host_memory  # noqa: E402
 
-host_memory.keep_freed_memory()  # as launch.py does, before the first large allocation
+# As launch.py does, before the first large allocation; --one_arena as
+# --config.train.one_malloc_arena=True (configs/rie.py:tcn's default).
+host_memory.keep_freed_memory(one_arena="--one_arena" in sys.argv)
 
 import profiling  # noqa: E402  (benchmarks/profiling.py, beside this script)
 import report  # noqa: E402
@@ -195,6 +197,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--batch_size", type=int, default=1024)
   parser.add_argument("--inference_batch_size", type=int, default=1024)
   parser.add_argument("--steps", type=int, default=5, help="timed steps")
+  parser.add_argument("--one_arena", action="store_true",
+                      help="one malloc arena for all threads, as configs/rie.py:tcn sets")
   parser.add_argument("--warmup", type=int, default=2,
                       help="untimed steps after the compiling one (the torch harness uses 2)")
   parser.add_argument("--find_max_batch", action="store_true",

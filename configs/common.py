@@ -38,6 +38,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   config.train.restart = False
   config.train.viz_every = 0            # 0: draw only at the end
   config.train.progress_bar = True
+  # One malloc arena for all threads (geopose_jax/host_memory.py): faster steps whose
+  # activations exceed 64 MiB (VideoPose3D at batch 256), slower compiling and small steps.
+  config.train.one_malloc_arena = False
 
   # The keys every loader reads (geopose_jax/data/options.py says what each means); the
   # task sets `name` and adds its own.

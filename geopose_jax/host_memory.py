@@ -12,10 +12,11 @@ XLA's worker threads allocate from glibc's per-thread arenas, whose heaps hold a
 free. One arena for all threads sends those buffers to the main heap as well: in the
 VideoPose3D step (batch 256, 85 MB activations) an element-wise pass over such a buffer
 went from 28 ms to 6 ms, and the step from 1.9-2.2 s to 1.65-1.73 s. The threads share the
-arena's lock: nothing in a training step, which allocates few, large buffers, but XLA's
-multi-threaded compiler allocates many small ones and compiles about a quarter slower (the
-RIE demo step: 17-18 s -> 20-25 s), so a compile-bound process (the test suite) passes
-`one_arena=False`.
+arena's lock, which costs more than it saves where the buffers are small: XLA's
+multi-threaded compiler compiles about a quarter slower (RIE demo step: 17-18 s -> 20-25 s)
+and the NVS demo step runs 0.20 -> 0.24-0.28 s. So the single arena is opt-in
+(`one_arena=True`, launch.py's `--config.train.one_malloc_arena`), on by default only in
+configs whose activations are that large (configs/rie.py:tcn).
 
 The cost is that the process keeps its peak heap until it exits, which a training or
 benchmark process does anyway. Settings the user gives through glibc's own environment
@@ -37,6 +38,7 @@ M_ARENA_MAX = -8
 
 # Whether `keep_freed_memory` made the settings in this process (benchmarks report it).
 applied = False
+single_arena = False  # and whether it gave all threads one arena
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -50,12 +52,12 @@ def _glibc() -> ctypes.CDLL | None:
     return None
 
 
-def keep_freed_memory(environ: Mapping[str, str] = os.environ, one_arena: bool = True) -> bool:
-  """Makes glibc serve every allocation from one heap (no mmap, one arena) and never trim it.
+def keep_freed_memory(environ: Mapping[str, str] = os.environ, one_arena: bool = False) -> bool:
+  """Makes glibc serve allocations from the heap (no mmap) and never trim it.
 
   Call it early, before the large allocations and before other threads allocate (launch.py
   does, first thing): glibc fixes its arena limit when a second arena is first needed.
-  `one_arena=False` leaves the threads their own arenas (see the module docstring). Returns
+  `one_arena=True` also gives all threads one arena (see the module docstring). Returns
   True
   when the settings were made; False on another C library or when the user set glibc's
   malloc variables.
@@ -66,8 +68,9 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ, one_arena: bool =
   libc = _glibc()
   if libc is None:
     return False
-  global applied
+  global applied, single_arena
   # mallopt returns 1 on success; -1 as the trim threshold disables trimming (mallopt(3)).
   applied = (bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, -1))
              and (not one_arena or bool(libc.mallopt(M_ARENA_MAX, 1))))
+  single_arena = applied and one_arena
   return applied

@@ -16,9 +16,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 from geopose_jax import host_memory  # noqa: E402
 from geopose_jax import xla_flags  # noqa: E402
 
-# As launch.py does, but with the threads' own malloc arenas: the suite's time goes to
-# compiling, which one shared arena slows by about a quarter, and its buffers are small.
-host_memory.keep_freed_memory(one_arena=False)
+host_memory.keep_freed_memory()  # as launch.py does
 xla_flags.apply("nvs")  # as launch.py sets it for the convolutional tasks, the slowest tests
 os.environ["GEOPOSE_DATA_DIR"] = tempfile.mkdtemp(prefix="geopose_test_data_")
 atexit.register(shutil.rmtree, os.environ["GEOPOSE_DATA_DIR"], ignore_errors=True)

@@ -25,7 +25,7 @@ class MallInfo2(ctypes.Structure):
 
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
-applied = (host_memory.keep_freed_memory(one_arena=sys.argv[1] == "apply")
+applied = (host_memory.keep_freed_memory(one_arena=sys.argv[1] == "apply_one_arena")
            if sys.argv[1].startswith("apply") else False)
 sizes = []
 
@@ -72,12 +72,12 @@ def test_large_blocks_come_from_the_heap_and_stay_there():
 @pytest.mark.skipif(not _HAS_MALLINFO2, reason="needs glibc >= 2.33 (mallinfo2)")
 def test_large_blocks_of_other_threads_come_from_the_heap_too():
   env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-  applied, mmapped, arena_held, arena_freed = _probe("apply", env, thread="thread")
+  applied, mmapped, arena_held, arena_freed = _probe("apply_one_arena", env, thread="thread")
   assert applied and mmapped == 0
   assert arena_held > 64 << 20 and arena_freed == arena_held
   # With mmap off but one arena per thread, glibc still maps what the thread's arena cannot
   # hold: the case the single arena is for.
-  applied, mmapped, _, _ = _probe("apply_without_one_arena", env, thread="thread")
+  applied, mmapped, _, _ = _probe("apply", env, thread="thread")
   assert applied and mmapped >= 80 << 20
 
 
