@@ -34,11 +34,6 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from geopose_jax import host_memory  # noqa: E402
-
-# As launch.py does, before the first large allocation; --one_arena as
-# --config.train.one_malloc_arena=True (configs/rie.py:tcn's default).
-host_memory.keep_freed_memory(one_arena="--one_arena" in sys.argv)
-
 import profiling  # noqa: E402  (benchmarks/profiling.py, beside this script)
 import report  # noqa: E402
 
@@ -198,7 +193,8 @@ def main(argv=None) -> dict:
   parser.add_argument("--inference_batch_size", type=int, default=1024)
   parser.add_argument("--steps", type=int, default=5, help="timed steps")
   parser.add_argument("--one_arena", action="store_true",
-                      help="one malloc arena for all threads, as configs/rie.py:tcn sets")
+                      help="one malloc arena for all threads, whatever the variant's "
+                           "train.one_malloc_arena says (configs/rie.py:tcn sets it)")
   parser.add_argument("--warmup", type=int, default=2,
                       help="untimed steps after the compiling one (the torch harness uses 2)")
   parser.add_argument("--find_max_batch", action="store_true",
@@ -210,6 +206,9 @@ def main(argv=None) -> dict:
   parser.add_argument("--no_inference", action="store_true", help="time the train step only")
   parser.add_argument("--out", default="", help="also write the JSON here")
   args = parser.parse_args(argv)
+  # As launch.py does, with the variant's own setting, before JAX's first allocation.
+  host_memory.keep_freed_memory(
+      one_arena=args.one_arena or rie_config.get_config(args.variant or None).train.one_malloc_arena)
   try:
     stages = tuple(int(s) for s in args.stages.split(",") if s)
   except ValueError:
